@@ -1,0 +1,75 @@
+"""The `hotspot` command line: one entry point, one module per command group.
+
+Each module listed in COMMANDS exposes `register(subparsers)`, adding its
+sub-commands with a `handler(args) -> int` default. Modules keep heavy imports
+(faust, shapely, chdb) inside their handlers so `hotspot --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order is the order shown by `hotspot --help`.
+COMMANDS = [
+    "run",
+    "broker",
+    "worker",
+    "gateway",
+    "hotspots",
+    "allocate",
+    "replay",
+    "simulate",
+    "pings",
+    "report",
+    "devices",
+    "sql",
+    "config",
+]
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed as one line, exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotspot",
+        description="Hotspot Patrol: direct patrols to serious-violence hot spots and measure the dosage they received.",
+        epilog="Example: hotspot run --simulate 20",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (default: $HOTSPOT_CONFIG or ./hotspot.toml if present)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"streams.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"streams.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    if args.config:
+        from streams.settings import use_config_file
+
+        use_config_file(args.config)
+    try:
+        return int(args.handler(args) or 0)
+    except CommandError as exc:
+        print(f"hotspot {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

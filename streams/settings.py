@@ -1,0 +1,132 @@
+"""The one settings model of Hotspot Patrol.
+
+Values come, highest priority first, from `HOTSPOT_*` environment variables,
+then a TOML file (`--config FILE`, `$HOTSPOT_CONFIG`, or `./hotspot.toml` when it
+exists), then the defaults below, which run everything embedded on one machine.
+Every process (CLI, worker, gateway) reads its configuration through
+`get_settings()`; nothing else reads the environment.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_config_file: Path | None = None
+
+
+def use_config_file(path: str | os.PathLike[str]) -> None:
+    """Select a TOML file for the rest of this process (the `--config` option)."""
+    global _config_file
+    p = Path(path)
+    if not p.is_file():
+        from streams.cli import CommandError
+
+        raise CommandError(f"config file {p} does not exist")
+    _config_file = p
+    get_settings.cache_clear()
+
+
+def _toml_path() -> Path | None:
+    if _config_file is not None:
+        return _config_file
+    env = os.environ.get("HOTSPOT_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("hotspot.toml")
+    return local if local.is_file() else None
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings]):
+        super().__init__(settings_cls)
+        path = _toml_path()
+        self._data: dict[str, Any] = {}
+        if path is not None:
+            with open(path, "rb") as fh:
+                self._data = tomllib.load(fh)
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOTSPOT_", extra="ignore")
+
+    # --- where things live -------------------------------------------------
+    data_dir: Path = Field(Path("var"), description="Root for embedded state: broker data, ClickHouse store, spool.")
+    clickhouse_dsn: str = Field("", description="chdb:///PATH (embedded) or http(s)://user:pass@host:8123. Empty: chdb under data_dir/clickhouse.")
+    clickhouse_database: str = "hotspot"
+    pings_ttl_days: int = Field(90, ge=1, description="Retention of raw pings in ClickHouse.")
+
+    # --- Kafka ---------------------------------------------------------------
+    kafka_bootstrap: str = Field("", description="host:port list of an existing cluster. Empty: the local broker is used (and started by `hotspot run`).")
+    kafka_port: int = Field(19092, ge=1, le=65535, description="Client port of the local broker.")
+    kafka_controller_port: int = Field(19093, ge=1, le=65535, description="KRaft controller port of the local broker.")
+    kafka_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx/-Xms).")
+    kafka_jars_dir: Path = Field(REPO_ROOT / ".cache" / "kafka-jars", description="Where Maven copies the Kafka jars.")
+    partitions: int = Field(4, ge=1, le=256, description="Partition count of every data topic.")
+
+    # --- HTTP ----------------------------------------------------------------
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+    secret_key: SecretStr = Field(SecretStr(""), description="Signs session tokens. Empty only in development.")
+
+    @field_validator("data_dir", "kafka_jars_dir", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    # --- derived -------------------------------------------------------------
+    @property
+    def kafka_data_dir(self) -> Path:
+        return self.data_dir / "kafka"
+
+    @property
+    def local_kafka(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def effective_clickhouse_dsn(self) -> str:
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{self.data_dir / 'clickhouse'}"
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings for display, secrets and DSN passwords masked."""
+        from sinks.clickhouse import mask_dsn
+
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        out["clickhouse_dsn"] = mask_dsn(self.effective_clickhouse_dsn)
+        out["bootstrap_servers"] = self.bootstrap_servers
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
