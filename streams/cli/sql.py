@@ -1,0 +1,66 @@
+"""`hotspot sql "SELECT ..."`: a read-only query against the configured ClickHouse."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXAMPLES = """examples:
+  hotspot sql "SELECT count() FROM hotspot.pings"
+  hotspot sql --format csv "SELECT * FROM hotspot.visits FINAL ORDER BY entered_at" > visits.csv
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sql", help="run a read-only SQL query", description="Run one read-only query against ClickHouse (embedded or server) and print the result.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("query", help="a SELECT (or SHOW/DESCRIBE) statement")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
+    p.set_defaults(handler=_sql)
+
+
+def run_readonly(query: str):
+    """Return (column_names, rows); raises CommandError with ClickHouse's message on failure."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    from sinks.clickhouse import StoreBusy, make_client
+    from streams.cli import CommandError
+    from streams.settings import get_settings
+
+    s = get_settings()
+    try:
+        # readonly=1 is a session setting: this client is opened for this one query.
+        client = make_client(s.effective_clickhouse_dsn, database=s.clickhouse_database)
+        result = client.query(query, settings={"readonly": 1})
+    except StoreBusy as exc:
+        raise CommandError(f"{exc}; query it through the running `hotspot run`/worker instead") from None
+    except ClickHouseError as exc:
+        raise CommandError(str(exc).strip().splitlines()[0]) from None
+    return list(result.column_names), result.result_rows
+
+
+def _sql(args) -> int:
+    cols, rows = run_readonly(args.query)
+    print_rows(cols, rows, args.format)
+    return 0
+
+
+def print_rows(cols, rows, fmt: str, out=sys.stdout) -> None:
+    if fmt == "json":
+        for r in rows:
+            out.write(json.dumps(dict(zip(cols, r)), default=str) + "\n")
+        return
+    if fmt == "csv":
+        import csv
+
+        w = csv.writer(out)
+        w.writerow(cols)
+        w.writerows(rows)
+        return
+    text = [[str(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in text]) for i, c in enumerate(cols)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for r in text:
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+    out.write(f"({len(rows)} row{'s' if len(rows) != 1 else ''})\n")
