@@ -13,7 +13,9 @@ statement and its record heals on the next start.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -44,6 +46,26 @@ def mask_dsn(dsn: str) -> str:
     return dsn
 
 
+def _locked_by_another_process(store: Path) -> bool:
+    """ClickHouse holds an exclusive flock on `<store>/status` while it owns the store.
+
+    chDB's own error only says the engine failed to start, so ask the lock itself.
+    """
+    try:
+        fd = os.open(store / "status", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def make_client(dsn: str, database: str | None = None, **settings) -> Client:
     """Open a client for `dsn`; for an embedded path, create the directory first."""
     if is_embedded(dsn):
@@ -52,8 +74,8 @@ def make_client(dsn: str, database: str | None = None, **settings) -> Client:
             Path(path).mkdir(parents=True, exist_ok=True)
         try:
             return clickhouse_connect.get_client(dsn=dsn, database=database, settings=settings or None)
-        except ClickHouseError as exc:
-            if "Cannot lock file" in str(exc) or "already running" in str(exc):
+        except ClickHouseError:
+            if _locked_by_another_process(Path(path)):
                 raise StoreBusy(f"the embedded ClickHouse store {path} is in use by another process") from None
             raise
     return clickhouse_connect.get_client(dsn=dsn, database=database, settings=settings or None)

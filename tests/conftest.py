@@ -1,0 +1,37 @@
+"""Fixtures shared by every test folder."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+HOTSPOT = str(Path(sys.executable).with_name("hotspot"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def cli_env(tmp_path):
+    """Environment for a `hotspot` subprocess with its own data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTSPOT_")}
+    env["HOTSPOT_DATA_DIR"] = str(tmp_path / "var")
+    return env
+
+
+def running(pid: int | None) -> bool:
+    """True while `pid` is a live (not zombie) process."""
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
