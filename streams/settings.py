@@ -77,10 +77,25 @@ class Settings(BaseSettings):
     kafka_jars_dir: Path = Field(REPO_ROOT / ".cache" / "kafka-jars", description="Where Maven copies the Kafka jars.")
     partitions: int = Field(4, ge=1, le=256, description="Partition count of every data topic.")
 
+    # --- worker --------------------------------------------------------------
+    worker_batch_max: int = Field(5000, ge=1, description="Most pings handled in one micro-batch.")
+    worker_batch_window_s: float = Field(0.2, gt=0, description="Longest wait to fill a micro-batch, seconds.")
+    worker_expire_interval_s: float = Field(5.0, gt=0, description="How often silent devices are checked for signal loss.")
+    worker_metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics of the worker (0: off).")
+
     # --- HTTP ----------------------------------------------------------------
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
     secret_key: SecretStr = Field(SecretStr(""), description="Signs session tokens. Empty only in development.")
+    schema_registry_url: str = Field("", description="Confluent-compatible schema registry; empty: Avro single-object encoding.")
+    gateway_max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body the gateway reads.")
+    gateway_max_batch_pings: int = Field(1000, ge=1, description="Most pings in one POST /v1/pings.")
+    gateway_device_rate_pings_per_s: float = Field(20.0, gt=0, description="Sustained pings per second per device.")
+    gateway_device_burst_pings: int = Field(1000, ge=1, description="Burst allowance per device (a phone catching up).")
+    gateway_ack_timeout_s: float = Field(10.0, gt=0, description="How long a request waits for Kafka's acknowledgement.")
+    gateway_osmand_speed_unit: str = Field("kn", pattern="^(kn|kmh|mps|mph)$", description="Unit of OsmAnd `speed` (Traccar: knots).")
+    gateway_osmand_port: int = Field(0, ge=0, le=65535, description="Extra listener answering OsmAnd at / (0: off).")
+    gateway_credentials_refresh_s: float = Field(1.0, gt=0, description="How soon a revoked credential stops working.")
 
     @field_validator("data_dir", "kafka_jars_dir", mode="after")
     @classmethod

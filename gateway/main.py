@@ -1,0 +1,157 @@
+"""The gateway application: routers, health, metrics and error rendering. Nothing else lives here.
+
+`create_app()` builds everything from `streams.settings.get_settings()`; tests
+and the benchmark pass their own `config`, `producer` (anything with
+aiokafka's `send`) or `credentials`. Run with
+`uvicorn --factory gateway.main:create_app` or `hotspot gateway`.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway import ingest, metrics
+from gateway.config import GatewayConfig
+from gateway.credentials import CredentialStore
+from gateway.deps import ApiError, GatewayState
+from gateway.publisher import Publisher
+from gateway.ratelimit import RateLimiter
+from gateway.spool import Spool
+
+log = logging.getLogger(__name__)
+
+KNOWN_ROUTES = frozenset({"/v1/pings", "/v1/owntracks", "/v1/osmand", "/healthz", "/metrics", "/openapi.json", "/"})
+
+
+def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return _json_response(exc.status, exc.body(), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "header")) or "body"
+        return _json_response(422, {"error": "invalid_field", "field": field, "detail": first["msg"],
+                                    "errors": [{"field": ".".join(map(str, e["loc"])), "detail": e["msg"]} for e in errors]})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _json_response(exc.status_code, {"error": code, "detail": str(exc.detail)}, getattr(exc, "headers", None))
+
+
+class _CountRequests:
+    """Counts answers by route and status (unknown paths share one label so scanners cannot explode it)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        route = path if path in KNOWN_ROUTES else "other"
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                metrics.REQUESTS.labels(route, str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+def build_state(config: GatewayConfig, *, producer: Any = None, credentials: CredentialStore | None = None,
+                spool: Spool | None = None) -> GatewayState:
+    from schemas.codec import codec_for
+
+    codec = codec_for("Ping", config.schema_registry_url)
+    factory = None
+    if producer is None:
+        from streams.kafka import make_producer
+
+        def factory():
+            return make_producer(config.bootstrap_servers)
+
+    publisher = Publisher(codec=codec, producer=producer, producer_factory=factory,
+                          spool=spool if spool is not None else Spool(config.spool_dir),
+                          ack_timeout_s=config.ack_timeout_s)
+    return GatewayState(
+        config=config,
+        credentials=credentials or CredentialStore(config.credentials_path, refresh_s=config.credentials_refresh_s),
+        publisher=publisher,
+        limiter=RateLimiter(config.device_rate_pings_per_s, config.device_burst_pings),
+    )
+
+
+def _app(state: GatewayState, *, title: str, lifespan) -> FastAPI:
+    app = FastAPI(title=title, version="1", lifespan=lifespan, default_response_class=Response)
+    app.state.gateway = state
+    _install_error_handlers(app)
+    app.add_middleware(_CountRequests)
+    return app
+
+
+def create_app(settings=None, *, config: GatewayConfig | None = None, producer: Any = None,
+               credentials: CredentialStore | None = None, spool: Spool | None = None) -> FastAPI:
+    """The gateway. `producer`: an already started producer to use instead of the app's own."""
+    if config is None:
+        from streams.settings import get_settings
+
+        config = GatewayConfig.from_settings(settings or get_settings())
+    state = build_state(config, producer=producer, credentials=credentials, spool=spool)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await state.publisher.start()
+        try:
+            yield
+        finally:
+            await state.publisher.stop()
+
+    app = _app(state, title="Hotspot Patrol gateway", lifespan=lifespan)
+    app.include_router(ingest.router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and Kafka readiness")
+    async def healthz() -> Response:
+        publisher = state.publisher
+        depth = publisher.spool.depth if publisher.spool is not None else 0
+        return _json_response(200, {"status": "ok" if publisher.ready and depth == 0 else "degraded",
+                                    "kafka": "connected" if publisher.ready else "connecting",
+                                    "spool_depth": depth})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def create_osmand_app(state: GatewayState) -> FastAPI:
+    """A listener answering the OsmAnd protocol at `/`, so an unmodified Traccar Client can point at it.
+
+    Shares the main app's state; the main app's lifespan starts and stops it.
+    """
+    app = _app(state, title="Hotspot Patrol OsmAnd listener", lifespan=None)
+
+    @app.api_route("/", methods=["GET", "POST"], include_in_schema=False)
+    async def root(request: Request) -> Response:
+        from gateway.deps import raw_body
+
+        body = await raw_body(request)
+        return await ingest.osmand(request, body, state, state.publisher)
+
+    return app

@@ -1,0 +1,24 @@
+"""Per-device token buckets: a device may send `rate` pings per second with bursts up to `burst`."""
+from __future__ import annotations
+
+import time
+
+
+class RateLimiter:
+    def __init__(self, rate_per_s: float, burst: float, clock=time.monotonic):
+        self.rate = rate_per_s
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # device -> (tokens, at)
+
+    def take(self, device_id: str, cost: float = 1.0) -> float:
+        """0.0 if `cost` pings may pass now (and takes them), else seconds until they may."""
+        cost = min(cost, self.burst)  # a batch larger than the burst passes when the bucket is full
+        now = self.clock()
+        tokens, at = self._buckets.get(device_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens >= cost:
+            self._buckets[device_id] = (tokens - cost, now)
+            return 0.0
+        self._buckets[device_id] = (tokens, now)
+        return (cost - tokens) / self.rate if self.rate > 0 else float("inf")
