@@ -1,4 +1,9 @@
-"""`hotspot sql "SELECT ..."`: a read-only query against the configured ClickHouse."""
+"""`hotspot sql "SELECT ..."`: a read-only query against the configured ClickHouse.
+
+When the embedded store is owned by a running process (`hotspot run`, a
+worker), the query goes to that process's read-only query server, found
+through `<data_dir>/clickhouse.owner` (see sinks/query_server.py).
+"""
 from __future__ import annotations
 
 import argparse
@@ -33,10 +38,23 @@ def run_readonly(query: str):
         client = make_client(s.effective_clickhouse_dsn, database=s.clickhouse_database)
         result = client.query(query, settings={"readonly": 1})
     except StoreBusy as exc:
-        raise CommandError(f"{exc}; query it through the running `hotspot run`/worker instead") from None
+        return _via_owner(query, s, exc)
     except ClickHouseError as exc:
         raise CommandError(str(exc).strip().splitlines()[0]) from None
     return list(result.column_names), result.result_rows
+
+
+def _via_owner(query: str, s, busy: Exception):
+    """The embedded store is owned by a running process: ask that process (sinks/query_server.py)."""
+    from sinks.query_server import OwnerUnavailable, QueryRefused, query_owner
+    from streams.cli import CommandError
+
+    try:
+        return query_owner(s.data_dir, query, dsn=s.effective_clickhouse_dsn)
+    except QueryRefused as exc:
+        raise CommandError(str(exc)) from None
+    except OwnerUnavailable as exc:
+        raise CommandError(f"{busy}, and {exc}") from None
 
 
 def _sql(args) -> int:
