@@ -1,0 +1,170 @@
+"""The analytics' entry points: the live worker and `hotspot replay` call exactly these.
+
+API (all pure: no I/O, no clock; time comes from the pings or from `now_ms`):
+
+    process_batch(states: Mapping[str, DeviceState], pings: Sequence[Ping],
+                  index: HotspotIndex, config: ProcessingConfig) -> BatchResult
+        Pings in arrival order, any mix of devices. Returns the new states of
+        the devices the batch touched (the input objects are not modified), the
+        events, the rejected pings with their reason codes, and the accepted
+        pings annotated with the hot spots containing them.
+
+    expire(states, now_ms: int, index, config) -> BatchResult
+        For the live timer. `now_ms` is the arrival clock (the gateway's
+        `received_ms`). Releases the reorder buffer of devices quiet for
+        `reorder_window_s`, and closes the visits of devices quiet for
+        `signal_loss_s` (end_reason signal_lost, at the last inside fix).
+        `DeviceState.deadline_ms(config)` says when a device will next need it.
+
+    finish(states, index, config) -> BatchResult
+        End of the data (replay): releases every buffer and closes every open
+        visit with end_reason end_of_data. Open visits never vanish.
+
+    BatchResult(states, events, rejected, accepted)
+        states:   dict device_id -> DeviceState, only those that changed;
+                  persist with `state.to_bytes()`, restore with `DeviceState.from_bytes`.
+        events:   VisitStarted, VisitEnded, StopStarted, StopEnded, ModeSegment
+                  (processors.model), each with a stable `event_id`, in event
+                  order per device.
+        rejected: RejectedPing(ping, reason), reason one of processors.model.REASONS.
+        accepted: AcceptedPing(ping, hotspot_ids, low_accuracy), in event order per device.
+
+Determinism: every state transition is a function of one device's pings in
+event-time order, and the reorder window decides that order from the pings
+alone, so the same pings give the same events per device whatever the batch
+boundaries, the interleaving of devices, a shuffle within the window, or a
+restart from serialised state. The live timer is the only exception: after it
+has released a quiet device's buffer, an older ping is `late`; and it judges
+signal loss on the arrival clock, so a backlog delivered more than
+`signal_loss_s` late finds its visit already closed (`signal_lost`).
+
+Per batch: stateless checks and admission per ping; release and the teleport
+filter per device; ONE vectorised geofence query for every released fix of
+the batch; then the per-fix state machines, the only per-ping Python left.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from processors.config import ProcessingConfig
+from processors.device import DeviceState, close_all, step
+from processors.geofence import HotspotIndex
+from processors.model import END_OF_DATA, END_SIGNAL_LOST, AcceptedPing, Event, Ping, RejectedPing
+from processors.reorder import admit, release
+from processors.validation import check_in_order, check_ping
+
+_ACC, _LAT, _LON, _TS = (attrgetter(a) for a in ("accuracy_m", "lat", "lon", "ts_ms"))
+
+__all__ = ["BatchResult", "process_batch", "expire", "finish", "DeviceState", "ProcessingConfig", "HotspotIndex"]
+
+
+@dataclass
+class BatchResult:
+    states: dict[str, DeviceState] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    rejected: list[RejectedPing] = field(default_factory=list)
+    accepted: list[AcceptedPing] = field(default_factory=list)
+
+
+def process_batch(states: Mapping[str, DeviceState], pings: Sequence[Ping], index: HotspotIndex,
+                  config: ProcessingConfig) -> BatchResult:
+    result = BatchResult()
+    work = result.states
+    rejected = result.rejected
+    for p in pings:
+        reason = check_ping(p, config)
+        if reason is not None:
+            rejected.append(RejectedPing(p, reason))
+            continue
+        st = work.get(p.device_id)
+        if st is None:
+            old = states.get(p.device_id)
+            st = old.copy() if old is not None else DeviceState(p.device_id)
+            work[p.device_id] = st
+        reason = admit(st, p, config)
+        if reason is not None:
+            rejected.append(RejectedPing(p, reason))
+    _advance(work, {d: release(st, config) for d, st in work.items()}, index, config, result)
+    return result
+
+
+def expire(states: Mapping[str, DeviceState], now_ms: int, index: HotspotIndex,
+           config: ProcessingConfig) -> BatchResult:
+    result = BatchResult()
+    window_ms = config.reorder_window_s * 1000.0
+    loss_ms = config.signal_loss_s * 1000.0
+    released: dict[str, list[Ping]] = {}
+    for d, old in states.items():
+        arrival = old.last_arrival_ms
+        if arrival is None:
+            continue
+        quiet_ms = now_ms - arrival
+        flush = bool(old.buffer) and quiet_ms >= window_ms
+        silent = quiet_ms >= loss_ms and not old.silenced and old.last_ms is not None
+        if flush or silent:
+            st = old.copy()
+            result.states[d] = st
+            released[d] = release(st, config, flush=True)
+    _advance(result.states, released, index, config, result)
+    for d, st in result.states.items():
+        if now_ms - st.last_arrival_ms >= loss_ms and not st.silenced and st.last_ms is not None:
+            close_all(st, END_SIGNAL_LOST, config, result.events)
+    return result
+
+
+def finish(states: Mapping[str, DeviceState], index: HotspotIndex, config: ProcessingConfig) -> BatchResult:
+    result = BatchResult()
+    released: dict[str, list[Ping]] = {}
+    for d, old in states.items():
+        st = old.copy()
+        result.states[d] = st
+        released[d] = release(st, config, flush=True)
+    _advance(result.states, released, index, config, result)
+    for st in result.states.values():
+        if not st.silenced and st.last_ms is not None:
+            close_all(st, END_OF_DATA, config, result.events)
+    return result
+
+
+def _advance(work: dict[str, DeviceState], released: dict[str, list[Ping]], index: HotspotIndex,
+             config: ProcessingConfig, result: BatchResult) -> None:
+    """Teleport filter, one geofence query for all, then the state machines, device by device."""
+    rejected = result.rejected
+    fixes: list[Ping] = []
+    spans: list[tuple[DeviceState, int, int]] = []
+    for d, out in released.items():
+        if not out:
+            continue
+        st = work[d]
+        start = len(fixes)
+        for p in out:
+            reason = check_in_order(st, p, config)
+            if reason is None:
+                fixes.append(p)
+            else:
+                rejected.append(RejectedPing(p, reason))
+        if len(fixes) > start:
+            spans.append((st, start, len(fixes)))
+    if not fixes:
+        return
+    n = len(fixes)
+    default_acc = config.default_accuracy_m
+    max_acc = config.max_accuracy_m
+    acc = np.array(list(map(_ACC, fixes)), dtype=np.float64)      # None (no accuracy) becomes NaN
+    acc[np.isnan(acc)] = default_acc
+    low = acc > max_acc
+    edge_m = np.where(low, 0.0, acc * config.edge_accuracy_factor)
+    lat = np.fromiter(map(_LAT, fixes), dtype=np.float64, count=n)
+    lon = np.fromiter(map(_LON, fixes), dtype=np.float64, count=n)
+    ts = np.fromiter(map(_TS, fixes), dtype=np.int64, count=n)
+    inside_ids, edge_ids = index.match(lat, lon, edge_m, ts).per_point(n)
+    low_list = low.tolist()
+    events = result.events
+    for st, a, b in spans:
+        for p, ins, edge, lo in zip(fixes[a:b], inside_ids[a:b], edge_ids[a:b], low_list[a:b]):
+            step(st, p, ins, edge, lo, config, events)
+    result.accepted.extend(map(AcceptedPing, fixes, inside_ids, low_list))

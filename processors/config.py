@@ -1,0 +1,117 @@
+"""Every tunable of the patrol analytics, in one frozen dataclass with units in the names.
+
+The defaults are DESIGN.md section 3 plus the choices docs/decisions.md
+("Analytics core") explains. The live worker and `hotspot replay` build one
+`ProcessingConfig` and hand it to every processor; nothing in processors/ reads
+settings or the environment itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingConfig:
+    # --- validation (DESIGN.md section 3)
+    max_accuracy_m: float = 100.0
+    """Pings reporting a worse accuracy are kept and annotated but never change state."""
+    future_tolerance_s: float = 300.0
+    """A fix time more than this ahead of its arrival time is rejected (future_timestamp)."""
+    max_age_s: float = 7 * 86400.0
+    """A fix time more than this before its arrival time is rejected (stale_timestamp)."""
+    min_ts_ms: int = 946_684_800_000
+    """Fix times before 2000-01-01 are a device clock fault (bad_timestamp), arrival time or not."""
+    max_speed_mps: float = 70.0
+    """Implied speed from the last accepted ping above this is a teleport (implied_speed)."""
+    null_island_deg: float = 1e-6
+    """|lat| and |lon| both below this is the (0, 0) no-fix placeholder (null_island)."""
+
+    # --- order
+    reorder_window_s: float = 10.0
+    """Per device, a ping is held until a ping at least this much newer (event time) has arrived,
+    or, in the live path, until the device has been quiet this long (arrival time)."""
+    recent_ts_kept: int = 16
+    """Released fix times remembered per device to tell a retransmitted duplicate from a straggler."""
+
+    # --- geofence
+    default_accuracy_m: float = 10.0
+    """Accuracy assumed for pings that report none (GPX, AVL exports)."""
+    edge_accuracy_factor: float = 1.5
+    """A ping straddles a hot-spot edge when the edge is within this many reported accuracy radii."""
+
+    # --- visits
+    enter_confirm_s: float = 30.0
+    """A candidate visit is confirmed by a firm inside fix this long after its first firm inside fix."""
+    enter_confirm_uncertain_s: float = 120.0
+    """...or by an unbroken run of inside fixes this long even if all are on the edge (poor accuracy, small hot spot)."""
+    exit_confirm_s: float = 60.0
+    signal_loss_s: float = 300.0
+    edge_credit_max_s: float = 30.0
+    """Dwell credit for the unseen part of the interval across the entry and the exit ping (half of it, at most this)."""
+
+    # --- stops
+    stop_radius_m: float = 30.0
+    stop_min_duration_s: float = 120.0
+    stop_accuracy_allowance_m: float = 30.0
+    """A ping still counts as within the stop radius when its accuracy circle (capped at this) reaches it."""
+    stop_max_speed_mps: float = 0.8
+    """A device-reported speed above this means the device is moving, so not (or no longer) stopped."""
+
+    # --- modes
+    stationary_max_mps: float = 0.5
+    foot_max_mps: float = 2.5
+    vehicle_min_mps: float = 4.5
+    mode_window_s: float = 30.0
+    """Displacement speed (no trustworthy device speed) is taken over at least this span, to average GPS jitter out."""
+    speed_trust_max_accuracy_m: float = 50.0
+    """A device speed is trusted only on fixes at least this accurate."""
+    speed_mismatch_mps: float = 3.0
+    """A device speed is distrusted when the displacement (less both accuracies) shows it this much faster."""
+    to_vehicle_confirm_s: float = 20.0
+    to_foot_confirm_s: float = 20.0
+    vehicle_to_foot_confirm_s: float = 30.0
+    to_stationary_confirm_s: float = 30.0
+    vehicle_wait_max_s: float = 120.0
+    """A vehicle standing still for less than this (lights, junctions, traffic) stays a vehicle."""
+    distance_jitter_m: float = 5.0
+    """Distance travelled is added only once the device is this far (or its accuracy, up to 30 m) from the last counted point."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (int, float)) and (not math.isfinite(v) or v < 0):
+                raise ValueError(f"{f.name} must be a finite, non-negative number, not {v!r}")
+        if not self.foot_max_mps < self.vehicle_min_mps:
+            raise ValueError("foot_max_mps must be below vehicle_min_mps (the band between them is the hysteresis)")
+        if not self.stationary_max_mps < self.foot_max_mps:
+            raise ValueError("stationary_max_mps must be below foot_max_mps")
+        if not self.reorder_window_s < self.signal_loss_s:
+            raise ValueError("reorder_window_s must be shorter than signal_loss_s")
+        if not self.exit_confirm_s < self.signal_loss_s:
+            raise ValueError("exit_confirm_s must be shorter than signal_loss_s")
+        if self.recent_ts_kept < 1:
+            raise ValueError("recent_ts_kept must be at least 1")
+
+    def replace(self, **changes) -> "ProcessingConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_pairs(cls, pairs: list[str]) -> "ProcessingConfig":
+        """Build from NAME=VALUE strings (the replay command's --param); raises ValueError naming the bad one."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, float | int] = {}
+        for pair in pairs:
+            name, sep, raw = pair.partition("=")
+            name = name.strip()
+            if not sep or name not in known:
+                raise ValueError(f"unknown parameter {name!r}; known: {', '.join(sorted(known))}")
+            try:
+                values[name] = int(raw) if known[name].type in ("int", int) else float(raw)
+            except ValueError:
+                raise ValueError(f"parameter {name} needs a number, not {raw!r}") from None
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

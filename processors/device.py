@@ -1,0 +1,173 @@
+"""Everything the analytics remember about one device, and the per-fix step that advances it.
+
+Owns `DeviceState` (reorder buffer, last accepted fix, mode tracker, visit
+tracks) and its byte form for the Faust changelog table: one version byte, then
+the state as a JSON array (orjson). JSON keeps it explicit and inspectable,
+round-trips floats exactly, and at a few hundred bytes per device needs no
+schema machinery; the version byte lets a later layout be read beside this one.
+
+`step` is the one place the state machines meet, in this order for each fix in
+event time: signal loss (a silence of `signal_loss_s` closes everything at the
+last fix), mode of travel, then each hot spot the fix is near or has a track in
+(visit, then its stop).
+"""
+from __future__ import annotations
+
+import orjson
+
+from processors.config import ProcessingConfig
+from processors.model import END_SIGNAL_LOST, Ping
+from processors.modes import ModeTracker
+from processors.visits import OPEN, Track
+
+STATE_VERSION = 1
+
+
+class DeviceState:
+    __slots__ = ("device_id",
+                 # reorder (processors.reorder)
+                 "buffer", "watermark_ms", "frontier_ms", "last_arrival_ms", "recent_ts",
+                 # order-dependent validation (processors.validation)
+                 "anchor", "suspect",
+                 # state machines
+                 "last_ms", "silenced", "mode", "tracks")
+
+    def __init__(self, device_id: str) -> None:
+        self.device_id = device_id
+        self.buffer: list[Ping] = []              # held pings, sorted by ts_ms
+        self.watermark_ms: int | None = None      # newest fix time seen
+        self.frontier_ms: int | None = None       # newest fix time released
+        self.last_arrival_ms: int | None = None   # arrival (or, without one, fix) time of the newest ping admitted
+        self.recent_ts: list[int] = []            # fix times released lately, to recognise duplicates
+        self.anchor: tuple[int, float, float, float] | None = None   # last accepted good fix (ts, lat, lon, acc)
+        self.suspect: tuple[int, float, float, float] | None = None  # last fix rejected for implied speed
+        self.last_ms: int | None = None           # last accepted fix time
+        self.silenced = False                     # a silence already closed everything after last_ms
+        self.mode = ModeTracker()
+        self.tracks: dict[str, Track] = {}
+
+    # ------------------------------------------------------------------ state
+    def copy(self) -> "DeviceState":
+        c = DeviceState.__new__(DeviceState)
+        for name in self.__slots__:
+            setattr(c, name, getattr(self, name))
+        c.buffer = list(self.buffer)
+        c.recent_ts = list(self.recent_ts)
+        c.mode = self.mode.copy()
+        c.tracks = {h: tr.copy() for h, tr in self.tracks.items()}
+        return c
+
+    def to_bytes(self) -> bytes:
+        body = [self.device_id,
+                [[p.ts_ms, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg, p.altitude_m, p.battery,
+                  p.received_ms] for p in self.buffer],
+                self.watermark_ms, self.frontier_ms, self.last_arrival_ms, self.recent_ts,
+                self.anchor, self.suspect, self.last_ms, self.silenced,
+                self.mode.to_list(), [tr.to_list() for tr in self.tracks.values()]]
+        return bytes((STATE_VERSION,)) + orjson.dumps(body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "DeviceState":
+        if not data or data[0] != STATE_VERSION:
+            raise ValueError(f"device state version {data[:1].hex() or 'missing'} is not {STATE_VERSION}")
+        (device_id, buffer, watermark_ms, frontier_ms, last_arrival_ms, recent_ts, anchor, suspect, last_ms,
+         silenced, mode, tracks) = orjson.loads(data[1:])
+        st = cls.__new__(cls)
+        st.device_id = device_id
+        st.buffer = [Ping(device_id, *row) for row in buffer]
+        st.watermark_ms, st.frontier_ms, st.last_arrival_ms = watermark_ms, frontier_ms, last_arrival_ms
+        st.recent_ts = recent_ts
+        st.anchor = tuple(anchor) if anchor is not None else None
+        st.suspect = tuple(suspect) if suspect is not None else None
+        st.last_ms, st.silenced = last_ms, silenced
+        st.mode = ModeTracker.from_list(mode)
+        st.tracks = {}
+        for row in tracks:
+            tr = Track.from_list(row)
+            st.tracks[tr.hotspot_id] = tr
+        return st
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DeviceState) and self.to_bytes() == other.to_bytes()
+
+    __hash__ = None  # mutable
+
+    def __repr__(self) -> str:
+        return (f"DeviceState({self.device_id!r}, buffered={len(self.buffer)}, last_ms={self.last_ms}, "
+                f"tracks={sorted(self.tracks)})")
+
+    def deadline_ms(self, cfg: ProcessingConfig) -> int | None:
+        """Earliest arrival-clock time at which `expire` would change this state, or None if it never would.
+
+        The live worker can keep these in a heap instead of offering every device to every timer tick.
+        """
+        if self.last_arrival_ms is None:
+            return None
+        times = []
+        if self.buffer:
+            times.append(self.last_arrival_ms + int(cfg.reorder_window_s * 1000))
+        if not self.silenced and self.last_ms is not None:
+            times.append(self.last_arrival_ms + int(cfg.signal_loss_s * 1000))
+        return min(times) if times else None
+
+
+# ---------------------------------------------------------------------------
+# The per-fix step
+
+def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...], low_accuracy: bool,
+         cfg: ProcessingConfig, events: list) -> None:
+    """Advance the state machines by one accepted fix (fixes come in event-time order)."""
+    t = p.ts_ms
+    prev = st.last_ms
+    if prev is not None and not st.silenced and t - prev >= cfg.signal_loss_s * 1000.0:
+        close_all(st, END_SIGNAL_LOST, cfg, events)
+    st.silenced = False
+    st.last_ms = t
+    tracks = st.tracks
+    if low_accuracy:
+        for tr in tracks.values():
+            tr.skip(t)
+        return
+    acc = p.accuracy_m if p.accuracy_m is not None else cfg.default_accuracy_m
+    dev = st.device_id
+    moving_mps = st.mode.update(dev, t, p.lat, p.lon, acc, p.speed_mps, cfg, events)
+    if not tracks and not inside and not edge:
+        if len(st.mode.timeline) > 2:
+            st.mode.prune(t)
+        return
+    # Hot spots to look at: those with a track, then new ones this fix is inside.
+    for h in list(tracks):
+        tr = tracks[h]
+        is_in = h in inside
+        if not tr.observe(dev, t, is_in, h in edge, cfg, events):
+            tr.close(dev, "exit", st.mode, cfg, events)
+            del tracks[h]
+            continue
+        tr.stop.feed(dev, h, t, p.lat, p.lon, acc, moving_mps, tr.last_in_ms, cfg, events)
+        if tr.phase == OPEN and tr.stop.maybe_announce(dev, h, tr.last_in_ms, cfg, events):
+            tr.stop_count += 1
+    for h in inside:
+        if h in tracks:
+            continue
+        edge_in_ms = 0.0
+        if prev is not None and t - prev < cfg.signal_loss_s * 1000.0:
+            edge_in_ms = min((t - prev) / 2.0, cfg.edge_credit_max_s * 1000.0)
+        tr = Track(h, t, h not in edge, edge_in_ms)
+        tr.stop.feed(dev, h, t, p.lat, p.lon, acc, moving_mps, t, cfg, events)
+        tracks[h] = tr
+    if len(st.mode.timeline) > 2:
+        keep = t
+        for tr in tracks.values():
+            if tr.first_ms - tr.edge_in_ms < keep:
+                keep = tr.first_ms - tr.edge_in_ms
+        st.mode.prune(keep)
+
+
+def close_all(st: DeviceState, reason: str, cfg: ProcessingConfig, events: list) -> None:
+    """Close every open visit (at its last inside fix) and the mode segment; candidates lapse."""
+    dev = st.device_id
+    for h in sorted(st.tracks):
+        st.tracks[h].close(dev, reason, st.mode, cfg, events)
+    st.tracks.clear()
+    st.mode.close(dev, events, gap=(reason == END_SIGNAL_LOST))
+    st.silenced = True

@@ -1,0 +1,287 @@
+"""Mode of travel of one device: stationary, foot, vehicle, or unknown, as closed segments.
+
+Owns the per-device mode state machine and the recent mode timeline visits
+read their foot/vehicle/stationary seconds from. Every accepted ping with a
+usable accuracy goes through `ModeTracker.update`, inside hot spots or not.
+
+The rule (docs/decisions.md, "Analytics core"):
+
+* Speed evidence per ping: the device's own speed when it is trustworthy
+  (present, non-negative, on a fix at least `speed_trust_max_accuracy_m`
+  accurate, and not contradicted by the displacement), otherwise the
+  displacement speed over at least `mode_window_s` back (or over the last
+  fixes if they already show a move much larger than their accuracy) so GPS
+  jitter averages out instead of looking like walking.
+* Evidence classes: stationary <= `stationary_max_mps` < foot <=
+  `foot_max_mps` < ambiguous < `vehicle_min_mps` <= vehicle. Ambiguous evidence
+  keeps foot or vehicle as they are (the hysteresis band).
+* A switch needs a run of evidence for the new mode lasting a confirmation
+  time that depends on the pair (a vehicle must stand still for
+  `vehicle_wait_max_s` before it counts as stationary: lights and junctions
+  stay vehicle), over two fixes, or one interval twice that long (sparse
+  devices). A confirmed switch is backdated to the start of the run, so the
+  smoothing delays the decision, not the boundary; a run to vehicle also
+  takes the ambiguous evidence just before it.
+* A silence of `signal_loss_s` closes the segment at the last fix and makes the
+  silence an `unknown` segment; the first mode after it is backdated to the
+  first fix after it.
+* Distance counts only moves beyond the jitter radius, so a phone lying still
+  does not accumulate metres.
+"""
+from __future__ import annotations
+
+import math
+
+from processors.config import ProcessingConfig
+from processors.geo import M_PER_DEG, M_PER_DEG_LAT, RAD
+from processors.model import FOOT, STATIONARY, UNKNOWN, VEHICLE, ModeSegment, segment_id
+
+# Internal codes; AMBIGUOUS is evidence only, never a mode.
+U, S, F, V, AMBIGUOUS = 0, 1, 2, 3, 4
+MODE_NAMES = (UNKNOWN, STATIONARY, FOOT, VEHICLE)
+
+_WINDOW_MAX_FIXES = 16
+
+
+class ModeTracker:
+    __slots__ = ("mode", "fresh", "seg_start_ms", "seg_dist_m", "in_gap",
+                 "cand", "cand_start_ms", "cand_pings", "cand_dist_m", "amb_start_ms",
+                 "last_ms", "last_lat", "last_lon", "last_acc_m",
+                 "anchor_lat", "anchor_lon", "window", "timeline")
+
+    def __init__(self) -> None:
+        self.mode = U
+        self.fresh = False            # the current segment's mode is still undecided (backdated when decided)
+        self.seg_start_ms: int | None = None
+        self.seg_dist_m = 0.0
+        self.in_gap = False           # closed by a silence; the unknown segment ends at the next fix
+        self.cand = U                 # mode the current evidence run argues for (U: none)
+        self.cand_start_ms = 0
+        self.cand_pings = 0
+        self.cand_dist_m = 0.0
+        self.amb_start_ms: int | None = None   # start of the run of ambiguous evidence just before, if any
+        self.last_ms: int | None = None
+        self.last_lat = self.last_lon = self.last_acc_m = 0.0
+        self.anchor_lat = self.anchor_lon = 0.0
+        self.window: list[tuple[int, float, float, float]] = []   # recent fixes, oldest first
+        self.timeline: list[tuple[int, int]] = []                # (start_ms, mode) of recent segments
+
+    # ------------------------------------------------------------------ per ping
+    def update(self, device_id: str, t: int, lat: float, lon: float, acc_m: float, device_speed_mps: float | None,
+               cfg: ProcessingConfig, events: list) -> float:
+        """Take one fix in time order; returns the device's trusted speed at this fix (m/s), or -1 if none."""
+        if self.last_ms is None:
+            self._begin(device_id, t, lat, lon, acc_m, events)
+            return -1.0
+        dt_s = (t - self.last_ms) / 1000.0
+        kx = M_PER_DEG * math.cos(lat * RAD)   # local metres per degree (one cosine per fix)
+        # Distance travelled, without the jitter of a device standing still.
+        inc = 0.0
+        jitter_m = acc_m if acc_m < 30.0 else 30.0
+        if jitter_m < cfg.distance_jitter_m:
+            jitter_m = cfg.distance_jitter_m
+        dx = (lon - self.anchor_lon) * kx
+        dy = (lat - self.anchor_lat) * M_PER_DEG_LAT
+        if dx * dx + dy * dy > jitter_m * jitter_m:
+            inc = math.sqrt(dx * dx + dy * dy)
+            self.seg_dist_m += inc
+            self.anchor_lat, self.anchor_lon = lat, lon
+        # Speed evidence.
+        dx = (lon - self.last_lon) * kx
+        dy = (lat - self.last_lat) * M_PER_DEG_LAT
+        lower_mps = (math.sqrt(dx * dx + dy * dy) - acc_m - self.last_acc_m) / dt_s
+        if lower_mps < 0.0:
+            lower_mps = 0.0
+        v = device_speed_mps
+        if v is not None and 0.0 <= v <= cfg.max_speed_mps and acc_m <= cfg.speed_trust_max_accuracy_m \
+                and lower_mps <= v + cfg.speed_mismatch_mps:
+            moving_mps = v
+        else:
+            # Displacement speaks for the interval before this fix, not for whether the device is
+            # moving at it: leave that to the stop detector's positions.
+            v = self._displacement_speed(t, lat, lon, acc_m, kx, cfg)
+            moving_mps = -1.0
+        window = self.window
+        window.append((t, lat, lon, acc_m))
+        horizon = t - 2000.0 * cfg.mode_window_s
+        if window[0][0] < horizon or len(window) > _WINDOW_MAX_FIXES:
+            while len(window) > 2 and (window[0][0] < horizon or len(window) > _WINDOW_MAX_FIXES):
+                del window[0]
+        if v <= cfg.stationary_max_mps:
+            e = S
+        elif v <= cfg.foot_max_mps:
+            e = F
+        elif v >= cfg.vehicle_min_mps:
+            e = V
+        else:
+            e = AMBIGUOUS
+        if e != self.mode or self.cand != U or self.amb_start_ms is not None:
+            self._evidence(device_id, e, t, inc, cfg, events)
+        self.last_ms, self.last_lat, self.last_lon, self.last_acc_m = t, lat, lon, acc_m
+        return moving_mps
+
+    def _begin(self, device_id: str, t: int, lat: float, lon: float, acc_m: float, events: list) -> None:
+        """First fix ever, or the first after a silence (which becomes an unknown segment)."""
+        if self.in_gap and self.seg_start_ms is not None and t > self.seg_start_ms:
+            events.append(ModeSegment(segment_id(device_id, self.seg_start_ms), device_id, self.seg_start_ms, t,
+                                      UNKNOWN, 0.0))
+        self.in_gap = False
+        self.mode, self.fresh = U, True
+        self.seg_start_ms, self.seg_dist_m = t, 0.0
+        self.cand, self.cand_pings, self.cand_dist_m = U, 0, 0.0
+        self.amb_start_ms = None
+        self.last_ms, self.last_lat, self.last_lon, self.last_acc_m = t, lat, lon, acc_m
+        self.anchor_lat, self.anchor_lon = lat, lon
+        self.window = [(t, lat, lon, acc_m)]
+        self._mark(t, U)
+
+    def _displacement_speed(self, t: int, lat: float, lon: float, acc_m: float, kx: float,
+                            cfg: ProcessingConfig) -> float:
+        """Speed from the displacement since the newest fix at least mode_window_s old (or clearly far)."""
+        window_ms = cfg.mode_window_s * 1000.0
+        tj = t
+        d = 0.0
+        for tj, la, lo, aj in reversed(self.window):
+            dx = (lon - lo) * kx
+            dy = (lat - la) * M_PER_DEG_LAT
+            d = math.sqrt(dx * dx + dy * dy)
+            if t - tj >= window_ms or d >= 4.0 * (acc_m + aj):
+                break
+        return d * 1000.0 / (t - tj) if t > tj else 0.0
+
+    def _evidence(self, device_id: str, e: int, t: int, inc: float, cfg: ProcessingConfig, events: list) -> None:
+        m = self.mode
+        if self.cand != U:
+            self.cand_dist_m += inc
+        if e == m:
+            self.cand, self.cand_pings, self.cand_dist_m = U, 0, 0.0
+            self.amb_start_ms = None
+            return
+        if e == AMBIGUOUS:
+            # Moving, but inside the hysteresis band: neither for nor against foot or vehicle,
+            # so a run towards either goes on; it does rule out standing still.
+            if self.amb_start_ms is None:
+                self.amb_start_ms = self.last_ms
+            if self.cand == S:
+                self.cand, self.cand_pings, self.cand_dist_m = U, 0, 0.0
+            return
+        if self.cand != e:
+            # The run starts with the interval this evidence describes; a vehicle run also takes
+            # the ambiguous stretch just before it (nobody walks at 2.5-4.5 m/s for long: that
+            # was the vehicle pulling away, or driving through junctions between sparse fixes).
+            start = self.last_ms
+            if e == V and self.amb_start_ms is not None:
+                start = self.amb_start_ms
+            self.cand, self.cand_start_ms, self.cand_pings, self.cand_dist_m = e, start, 0, inc
+        self.amb_start_ms = None
+        self.cand_pings += 1
+        if self.fresh:
+            self._switch(device_id, e, events)
+            return
+        if m == V:
+            need_s = cfg.vehicle_wait_max_s if e == S else cfg.vehicle_to_foot_confirm_s
+        elif e == V:
+            need_s = cfg.to_vehicle_confirm_s
+        elif e == F:
+            need_s = cfg.to_foot_confirm_s
+        else:
+            need_s = cfg.to_stationary_confirm_s
+        # Two fixes of evidence, or one interval twice as long as the confirmation (sparse devices).
+        run_ms = t - self.cand_start_ms
+        need_ms = need_s * 1000.0
+        if run_ms >= need_ms and (self.cand_pings >= 2 or run_ms >= 2.0 * need_ms):
+            self._switch(device_id, e, events)
+
+    def _switch(self, device_id: str, new: int, events: list) -> None:
+        tb = self.cand_start_ms
+        if self.fresh or tb <= self.seg_start_ms:
+            # The whole current segment is the new mode.
+            self.fresh = False
+            self.mode = new
+            self._mark(self.seg_start_ms, new)
+        else:
+            events.append(ModeSegment(segment_id(device_id, self.seg_start_ms), device_id, self.seg_start_ms, tb,
+                                      MODE_NAMES[self.mode], round(self.seg_dist_m - self.cand_dist_m, 1)))
+            self.seg_start_ms, self.seg_dist_m, self.mode = tb, self.cand_dist_m, new
+            self._mark(tb, new)
+        self.cand, self.cand_pings, self.cand_dist_m = U, 0, 0.0
+
+    def _mark(self, start_ms: int, mode: int) -> None:
+        tl = self.timeline
+        if tl and tl[-1][0] >= start_ms:
+            tl[-1] = (tl[-1][0], mode)
+        else:
+            tl.append((start_ms, mode))
+
+    # ------------------------------------------------------------------ closing
+    def close(self, device_id: str, events: list, *, gap: bool) -> None:
+        """Close the current segment at the last fix: for a silence (gap=True) or the end of the data."""
+        if self.last_ms is None:
+            return
+        end = self.last_ms
+        if self.seg_start_ms is not None and end > self.seg_start_ms:
+            mode = U if self.fresh else self.mode
+            events.append(ModeSegment(segment_id(device_id, self.seg_start_ms), device_id, self.seg_start_ms, end,
+                                      MODE_NAMES[mode], round(self.seg_dist_m, 1) if mode != U else 0.0))
+        self.mode, self.fresh = U, False
+        self.seg_start_ms, self.seg_dist_m = end, 0.0
+        self.cand, self.cand_pings, self.cand_dist_m = U, 0, 0.0
+        self.amb_start_ms = None
+        self.last_ms = None
+        self.window = []
+        self.in_gap = gap
+        self._mark(end, U)
+
+    # ------------------------------------------------------------------ timeline
+    def seconds(self, a_ms: float, b_ms: float) -> tuple[float, float, float]:
+        """(foot_s, vehicle_s, stationary_s) within [a_ms, b_ms]; the open segment counts as its current mode."""
+        foot = vehicle = stationary = 0.0
+        tl = self.timeline
+        for k, (start, mode) in enumerate(tl):
+            end = tl[k + 1][0] if k + 1 < len(tl) else b_ms
+            lo, hi = max(start, a_ms), min(end, b_ms)
+            if hi <= lo:
+                continue
+            if mode == F:
+                foot += hi - lo
+            elif mode == V:
+                vehicle += hi - lo
+            elif mode == S:
+                stationary += hi - lo
+        return foot / 1000.0, vehicle / 1000.0, stationary / 1000.0
+
+    def prune(self, keep_from_ms: float) -> None:
+        """Forget segments that ended before keep_from_ms (no open or future visit can reach back that far)."""
+        tl = self.timeline
+        k = 0
+        while k + 1 < len(tl) and tl[k + 1][0] <= keep_from_ms:
+            k += 1
+        if k:
+            del tl[:k]
+
+    # ------------------------------------------------------------------ state
+    def copy(self) -> "ModeTracker":
+        c = ModeTracker.__new__(ModeTracker)
+        for name in self.__slots__:
+            setattr(c, name, getattr(self, name))
+        c.window = list(self.window)
+        c.timeline = list(self.timeline)
+        return c
+
+    def to_list(self) -> list:
+        return [self.mode, self.fresh, self.seg_start_ms, self.seg_dist_m, self.in_gap,
+                self.cand, self.cand_start_ms, self.cand_pings, self.cand_dist_m, self.amb_start_ms,
+                self.last_ms, self.last_lat, self.last_lon, self.last_acc_m,
+                self.anchor_lat, self.anchor_lon,
+                [list(w) for w in self.window], [list(x) for x in self.timeline]]
+
+    @classmethod
+    def from_list(cls, v: list) -> "ModeTracker":
+        m = cls.__new__(cls)
+        (m.mode, m.fresh, m.seg_start_ms, m.seg_dist_m, m.in_gap,
+         m.cand, m.cand_start_ms, m.cand_pings, m.cand_dist_m, m.amb_start_ms,
+         m.last_ms, m.last_lat, m.last_lon, m.last_acc_m,
+         m.anchor_lat, m.anchor_lon, window, timeline) = v
+        m.window = [tuple(w) for w in window]
+        m.timeline = [tuple(x) for x in timeline]
+        return m

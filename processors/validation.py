@@ -1,0 +1,88 @@
+"""Ping filters: named predicates, each returning a reason code or None.
+
+Two kinds. `check_ping` needs only the ping (and its arrival time): impossible
+coordinates, the (0, 0) no-fix placeholder, clocks never set, nonsense
+accuracy, fix times too far ahead of or behind arrival. `check_in_order` (the
+teleport filter) needs the device's last accepted fix, so it runs in event-time
+order after the reorder window (processors.reorder) has put the pings in order.
+
+Accuracy worse than `max_accuracy_m` is not a rejection: such pings are kept,
+annotated `low_accuracy`, and ignored by the state machines.
+"""
+from __future__ import annotations
+
+import math
+
+from processors.config import ProcessingConfig
+from processors.geo import M_PER_DEG, M_PER_DEG_LAT, RAD
+from processors.model import (BAD_ACCURACY, BAD_COORDINATES, BAD_TIMESTAMP, FUTURE_TIMESTAMP, IMPLIED_SPEED,
+                              NULL_ISLAND, STALE_TIMESTAMP, Ping)
+
+_isfinite = math.isfinite
+
+
+def check_ping(p: Ping, cfg: ProcessingConfig) -> str | None:
+    """The first stateless filter the ping fails, or None."""
+    lat, lon = p.lat, p.lon
+    if not (_isfinite(lat) and _isfinite(lon) and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        return BAD_COORDINATES
+    if abs(lat) < cfg.null_island_deg and abs(lon) < cfg.null_island_deg:
+        return NULL_ISLAND
+    if p.ts_ms < cfg.min_ts_ms:
+        return BAD_TIMESTAMP
+    acc = p.accuracy_m
+    if acc is not None and not (acc >= 0.0 and _isfinite(acc)):
+        return BAD_ACCURACY
+    if p.received_ms is not None:
+        if p.ts_ms > p.received_ms + cfg.future_tolerance_s * 1000.0:
+            return FUTURE_TIMESTAMP
+        if p.ts_ms < p.received_ms - cfg.max_age_s * 1000.0:
+            return STALE_TIMESTAMP
+    return None
+
+
+def implied_speed_mps(a_ts_ms: int, a_lat: float, a_lon: float, a_acc_m: float,
+                      b: Ping) -> float:
+    """Lower bound of the speed needed to get from fix a to ping b: both accuracy radii are given back first.
+
+    Giving the accuracies back keeps a jittery but honest fix a second after the
+    last one from looking like a teleport, while a wild fix hundreds of metres
+    off that still claims good accuracy does not get that benefit.
+    """
+    dt_ms = b.ts_ms - a_ts_ms
+    if dt_ms <= 0:
+        return math.inf
+    # processors.geo.distance_m, inlined: this runs for every fix.
+    dy = (b.lat - a_lat) * M_PER_DEG_LAT
+    dx = (b.lon - a_lon) * M_PER_DEG * math.cos((a_lat + b.lat) * (0.5 * RAD))
+    d = math.sqrt(dx * dx + dy * dy) - a_acc_m - (b.accuracy_m or 0.0)
+    return d * 1000.0 / dt_ms if d > 0.0 else 0.0
+
+
+def check_in_order(st, p: Ping, cfg: ProcessingConfig) -> str | None:
+    """The teleport filter, on fixes in event-time order; keeps `st.anchor` / `st.suspect` (a DeviceState).
+
+    The anchor is the last accepted fix of usable accuracy. A fix too fast from
+    it is rejected and remembered as the suspect; if the next fix is too fast
+    from the anchor as well but consistent with the suspect, two fixes agree
+    against one: the anchor was the outlier (a wild first fix, say), so the new
+    fix is accepted and becomes the anchor. Without that, one bad anchor would
+    reject a device's track for good.
+    """
+    good = p.accuracy_m is None or p.accuracy_m <= cfg.max_accuracy_m
+    fix = (p.ts_ms, p.lat, p.lon, p.accuracy_m or 0.0)
+    anchor = st.anchor
+    if anchor is None or implied_speed_mps(anchor[0], anchor[1], anchor[2], anchor[3], p) <= cfg.max_speed_mps:
+        if good:
+            st.anchor = fix
+            st.suspect = None
+        return None
+    suspect = st.suspect
+    if good and suspect is not None and \
+            implied_speed_mps(suspect[0], suspect[1], suspect[2], suspect[3], p) <= cfg.max_speed_mps:
+        st.anchor = fix
+        st.suspect = None
+        return None
+    if good:
+        st.suspect = fix
+    return IMPLIED_SPEED

@@ -1,0 +1,163 @@
+"""The entry points the live worker and replay share: process_batch, expire, finish, and the device state."""
+from __future__ import annotations
+
+import pytest
+
+from processors.batch import expire, finish, process_batch
+from processors.config import ProcessingConfig
+from processors.device import STATE_VERSION, DeviceState
+from processors.model import (DUPLICATE, END_OF_DATA, END_SIGNAL_LOST, LATE, NULL_ISLAND, REASONS, ModeSegment,
+                              StopEnded, StopStarted, VisitEnded, VisitStarted)
+from tests.unit.tracks import CFG, H, T0, index, ping, s, stay, visits, walk
+
+IDX = index(H)
+
+
+def _patrol(device="d1", t0=0.0):
+    """Walk in, stand 3 minutes, walk out: a visit with a stop, and three modes."""
+    return ([p for p in walk(t0, t0 + 70, 5, (-30, 75), (75, 75), speed_mps=1.5, device=device)]
+            + stay(t0 + 75, t0 + 255, 5, (75, 75), device=device)
+            + walk(t0 + 260, t0 + 380, 5, (82, 75), (250, 75), speed_mps=1.4, device=device))
+
+
+def test_input_states_are_left_untouched():
+    first = process_batch({}, _patrol()[:30], IDX, CFG)
+    before = {d: st.to_bytes() for d, st in first.states.items()}
+    process_batch(first.states, _patrol()[30:], IDX, CFG)
+    assert {d: st.to_bytes() for d, st in first.states.items()} == before
+
+
+def test_only_the_devices_of_the_batch_come_back():
+    r = process_batch({}, _patrol("a") + _patrol("b"), IDX, CFG)
+    r2 = process_batch(r.states, [ping(400, 300, 75, device="b")], IDX, CFG)
+    assert set(r.states) == {"a", "b"} and set(r2.states) == {"b"}
+
+
+def test_every_event_kind_with_stable_ids_and_event_times():
+    events = process_batch({}, _patrol(), IDX, CFG).events
+    events += finish(process_batch({}, _patrol(), IDX, CFG).states, IDX, CFG).events
+    kinds = {type(e) for e in events}
+    assert kinds == {VisitStarted, VisitEnded, StopStarted, StopEnded, ModeSegment}
+    again = process_batch({}, _patrol(), IDX, CFG).events
+    assert [e.event_id for e in again] == [e.event_id for e in events[:len(again)]]
+    for e in events:
+        assert e.type in ("visit_started", "visit_ended", "stop_started", "stop_ended", "mode_segment")
+        assert isinstance(e.event_id, str) and len(e.event_id) >= 20
+        assert T0 <= e.ts_ms <= s(380)
+    ids = [e.event_id for e in events]
+    assert len(ids) == len(set(ids))
+
+
+def test_rejections_carry_their_ping_and_a_known_reason():
+    pings = [ping(0, 0, 0), ping(0, 0, 0), ping(100, 0, 0), ping(50, 0, 0)]
+    pings[1].lat = pings[1].lon = 0.0
+    r = process_batch({}, pings + [ping(100, 1, 1)], IDX, CFG)
+    assert [(p.ts_ms - T0, reason) for p, reason in r.rejected] == [(0, NULL_ISLAND), (50_000, LATE),
+                                                                   (100_000, DUPLICATE)]
+    assert all(reason in REASONS for _, reason in r.rejected)
+
+
+def test_accepted_pings_are_annotated_with_their_hot_spots():
+    pings = [ping(0, 75, 75), ping(5, 300, 300), ping(10, 76, 76, acc_m=400.0)]
+    accepted = finish(process_batch({}, pings, IDX, CFG).states, IDX, CFG).accepted
+    assert [(a.ping, a.hotspot_ids, a.low_accuracy) for a in accepted] == [
+        (pings[0], ("H",), False), (pings[1], (), False), (pings[2], ("H",), True)]
+
+
+def test_expire_closes_a_silent_devices_visit_at_its_last_inside_fix():
+    track = [ping(t, 75, 75, received_s=t + 1) for t in range(0, 125, 5)]
+    r = process_batch({}, track, IDX, CFG)
+    assert visits(expire(r.states, T0 + 121_000 + 299_999, IDX, CFG).events) == []   # 1 ms short of the loss
+    quiet = expire(r.states, T0 + 121_000 + 11_000, IDX, CFG)        # flushes the window, visit still open
+    assert [e for e in quiet.events if isinstance(e, VisitEnded)] == []
+    states = {**r.states, **quiet.states}
+    lost = expire(states, T0 + 121_000 + 300_000, IDX, CFG)
+    (v,) = visits(lost.events)
+    assert (v.entered_ms, v.exited_ms, v.end_reason) == (s(0), s(120), END_SIGNAL_LOST)
+    # The same visit the replay path gives when the next fix comes after the silence.
+    replayed = visits(process_batch({}, track + [ping(500, 300, 300), ping(520, 300, 300)], IDX, CFG).events)
+    assert replayed == [v]
+    # And once closed, later timer ticks change nothing.
+    assert expire({**states, **lost.states}, T0 + 10**7, IDX, CFG).states == {}
+
+
+def test_a_device_back_after_expire_starts_afresh():
+    track = [ping(t, 75, 75, received_s=t + 1) for t in range(0, 125, 5)]
+    r = process_batch({}, track, IDX, CFG)
+    lost = expire(r.states, T0 + 500_000, IDX, CFG)
+    back = process_batch(lost.states, [ping(t, 75, 75, received_s=t + 1) for t in range(600, 700, 5)], IDX, CFG)
+    done = finish(back.states, IDX, CFG)
+    assert [(v.entered_ms, v.end_reason) for v in visits(lost.events + back.events + done.events)] == [
+        (s(0), END_SIGNAL_LOST), (s(600), END_OF_DATA)]
+
+
+def test_finish_never_lets_an_open_visit_vanish():
+    r = process_batch({}, stay(0, 200, 10, (75, 75)), IDX, CFG)
+    assert [type(e) for e in r.events if isinstance(e, (VisitStarted, VisitEnded))] == [VisitStarted]
+    (v,) = visits(finish(r.states, IDX, CFG).events)
+    assert (v.end_reason, v.exited_ms) == (END_OF_DATA, s(200))
+
+
+def test_deadline_says_when_the_timer_is_next_needed():
+    r = process_batch({}, [ping(0, 75, 75, received_s=1)], IDX, CFG)
+    st = r.states["d1"]
+    assert st.deadline_ms(CFG) == T0 + 1000 + 10_000
+    st2 = expire(r.states, T0 + 11_000, IDX, CFG).states["d1"]
+    assert st2.deadline_ms(CFG) == T0 + 1000 + 300_000
+    st3 = expire({"d1": st2}, T0 + 301_000, IDX, CFG).states["d1"]
+    assert st3.deadline_ms(CFG) is None
+
+
+# --------------------------------------------------------------------------- device state
+
+def test_state_round_trips_through_bytes_mid_visit_and_mid_stop():
+    r = process_batch({}, _patrol()[:45], IDX, CFG)
+    st = r.states["d1"]
+    assert st.tracks and st.buffer
+    b = st.to_bytes()
+    assert b[0] == STATE_VERSION
+    again = DeviceState.from_bytes(b)
+    assert again == st and again.to_bytes() == b
+    assert len(b) < 2000
+
+
+def test_state_of_another_version_is_refused():
+    with pytest.raises(ValueError, match="version"):
+        DeviceState.from_bytes(b"\x09[]")
+    with pytest.raises(ValueError, match="version"):
+        DeviceState.from_bytes(b"")
+
+
+def test_resuming_from_bytes_gives_the_same_events():
+    track = _patrol()
+    whole = process_batch({}, track, IDX, CFG)
+    whole_events = whole.events + finish(whole.states, IDX, CFG).events
+    first = process_batch({}, track[:37], IDX, CFG)
+    restored = {d: DeviceState.from_bytes(st.to_bytes()) for d, st in first.states.items()}
+    second = process_batch(restored, track[37:], IDX, CFG)
+    restored = {d: DeviceState.from_bytes(st.to_bytes()) for d, st in second.states.items()}
+    assert first.events + second.events + finish(restored, IDX, CFG).events == whole_events
+
+
+def test_config_defaults_are_the_design_defaults():
+    c = ProcessingConfig()
+    assert (c.enter_confirm_s, c.exit_confirm_s, c.signal_loss_s) == (30, 60, 300)
+    assert (c.stop_radius_m, c.stop_min_duration_s) == (30, 120)
+    assert (c.foot_max_mps, c.vehicle_min_mps, c.max_speed_mps, c.max_accuracy_m) == (2.5, 4.5, 70, 100)
+    assert (c.future_tolerance_s, c.max_age_s) == (300, 7 * 86400)
+
+
+@pytest.mark.parametrize("bad", [dict(foot_max_mps=5.0), dict(enter_confirm_s=-1), dict(reorder_window_s=400),
+                                 dict(max_speed_mps=float("nan"))])
+def test_inconsistent_config_is_refused(bad):
+    with pytest.raises(ValueError):
+        ProcessingConfig(**bad)
+
+
+def test_config_from_name_value_pairs():
+    assert ProcessingConfig.from_pairs(["exit_confirm_s=90", "recent_ts_kept=4"]) == \
+        ProcessingConfig(exit_confirm_s=90.0, recent_ts_kept=4)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        ProcessingConfig.from_pairs(["exit=90"])
+    with pytest.raises(ValueError, match="needs a number"):
+        ProcessingConfig.from_pairs(["exit_confirm_s=soon"])

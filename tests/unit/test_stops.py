@@ -1,0 +1,93 @@
+"""Stops: inside a hot spot, within 30 m for at least 2 minutes."""
+from __future__ import annotations
+
+import pytest
+
+from processors.model import stop_id
+from tests.unit.tracks import H, index, lat_lon, ping, run, s, square, stay, stop_starts, stops, visits, walk
+
+
+def _walk_stand_walk(stand_s: float, every_s: float = 5.0):
+    """Walk in at 1.5 m/s to (75, 75) by t=70, stand until 75+stand_s, walk out east."""
+    inbound = walk(0, 70, every_s, (-30, 75), (75, 75), speed_mps=1.5)
+    standing = stay(75, 75 + stand_s, every_s, (75, 75))
+    t1 = 75 + stand_s + every_s
+    outbound = walk(t1, t1 + 120, every_s, (80, 75), (260, 75), speed_mps=1.5)
+    return inbound + standing + outbound
+
+
+def test_standing_three_minutes_is_one_stop_from_first_to_last_still_fix():
+    events = run(_walk_stand_walk(180))
+    (stop,) = stops(events)
+    assert (stop.started_ms, stop.ended_ms, stop.duration_s) == (s(75), s(255), 180.0)
+    assert (stop.lat, stop.lon) == pytest.approx(lat_lon(75, 75), abs=1e-9)
+    assert stop.hotspot_id == "H" and stop.stop_id == stop_id("d1", "H", s(75))
+    (started,) = stop_starts(events)
+    assert started.started_ms == s(75) and started.stop_id == stop.stop_id
+    (v,) = visits(events)
+    assert v.stop_count == 1
+
+
+def test_stop_is_announced_when_it_reaches_two_minutes():
+    events = run(_walk_stand_walk(180)[:15 + 24])   # fixes up to t=190: 115 s standing
+    assert stop_starts(events) == [] and stops(events) == []
+    events = run(_walk_stand_walk(180)[:15 + 25])   # up to t=195: 120 s
+    assert [e.started_ms for e in stop_starts(events)] == [s(75)]
+
+
+def test_standing_under_two_minutes_is_no_stop():
+    events = run(_walk_stand_walk(100))
+    assert stops(events) == []
+    assert visits(events)[0].stop_count == 0
+
+
+def test_walking_slowly_in_a_small_loop_is_no_stop():
+    # Round and round a 20 m square at 0.9 m/s with the device reporting its speed.
+    corners = [(65, 65), (85, 65), (85, 85), (65, 85)]
+    track = []
+    t = 0.0
+    for lap in range(8):
+        for k in range(4):
+            a, b = corners[k], corners[(k + 1) % 4]
+            track += walk(t, t + 20, 5, a, b, speed_mps=0.9)[:-1]
+            t += 20
+    assert stops(run(track)) == []
+
+
+def test_one_stray_fix_does_not_end_a_stop():
+    track = stay(0, 100, 5, (75, 75)) + [ping(105, 75, 135, speed_mps=0.0)] + stay(110, 200, 5, (75, 75))
+    (stop,) = stops(run(track))
+    assert (stop.started_ms, stop.ended_ms) == (s(0), s(200))
+
+
+def test_two_fixes_away_end_a_stop_at_its_last_fix_within():
+    track = stay(0, 150, 5, (75, 75)) + stay(155, 160, 5, (75, 135)) + stay(165, 300, 5, (75, 75))
+    first, second = stops(run(track))
+    assert (first.started_ms, first.ended_ms) == (s(0), s(150))
+    assert (second.started_ms, second.ended_ms) == (s(165), s(300))
+
+
+def test_stop_without_device_speed_is_found_from_positions():
+    track = [ping(10 * k, 75 + (3 if k % 2 else -3), 75, acc_m=8.0, speed_mps=None) for k in range(20)]
+    (stop,) = stops(run(track))
+    assert (stop.started_ms, stop.ended_ms) == (s(0), s(190))
+
+
+def test_stop_outside_every_hot_spot_is_not_reported():
+    events = run(stay(0, 300, 5, (400, 400)))
+    assert stops(events) == [] and stop_starts(events) == []
+
+
+def test_stop_in_overlapping_hot_spots_is_reported_for_each():
+    idx = index(H, square("G", 50, 50, 100))
+    got = sorted((st.hotspot_id, st.started_ms, st.ended_ms) for st in stops(run(stay(0, 200, 5, (75, 75)), idx)))
+    assert got == [("G", s(0), s(200)), ("H", s(0), s(200))]
+
+
+def test_a_stop_ends_with_its_visit():
+    # Standing, then the signal is lost for good: the stop ends at its last fix with the visit.
+    events = run(stay(0, 200, 5, (75, 75)))
+    (stop,) = stops(events)
+    (v,) = visits(events)
+    assert stop.ended_ms == v.exited_ms == s(200)
+    assert events.index(stop) < events.index(v)
