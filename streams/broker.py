@@ -214,7 +214,8 @@ class LocalBroker:
         proc = subprocess.run(
             [java, f"-Dkafka.logs.dir={self.dir}", f"-Dlog4j2.configurationFile={LOG4J2}",
              "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(self.properties), "--ignore-formatted"],
+             # `=` form: a base64 id may begin with "-", which would read as an option.
+             f"--cluster-id={cluster_id}", f"--config={self.properties}", "--ignore-formatted"],
             capture_output=True, text=True,
         )
         if proc.returncode != 0:

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     kafka_jars_dir: Path = Field(REPO_ROOT / ".cache" / "kafka-jars", description="Where Maven copies the Kafka jars.")
     partitions: int = Field(4, ge=1, le=256, description="Partition count of every data topic.")
 
+    # --- analytics -------------------------------------------------------------
+    processing: dict[str, float] = Field(default_factory=dict, description=(
+        "Overrides of processors.config.ProcessingConfig, e.g. HOTSPOT_PROCESSING='{\"signal_loss_s\": 600}' "
+        "or a [processing] table in the TOML file."))
+
     # --- worker --------------------------------------------------------------
     worker_batch_max: int = Field(5000, ge=1, description="Most pings handled in one micro-batch.")
     worker_batch_window_s: float = Field(0.2, gt=0, description="Longest wait to fill a micro-batch, seconds.")
@@ -107,6 +112,18 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
     # --- derived -------------------------------------------------------------
+    def processing_config(self):
+        """The ProcessingConfig in force; unknown names or bad values raise ValueError naming them."""
+        import dataclasses
+
+        from processors.config import ProcessingConfig
+
+        known = {f.name for f in dataclasses.fields(ProcessingConfig)}
+        unknown = sorted(set(self.processing) - known)
+        if unknown:
+            raise ValueError(f"unknown processing setting(s): {', '.join(unknown)}")
+        return ProcessingConfig(**self.processing)
+
     @property
     def kafka_data_dir(self) -> Path:
         return self.data_dir / "kafka"

@@ -67,6 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as exc:
         print(f"hotspot {args.command}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        # An unreachable broker is an operator's problem, not a bug: say so in one line.
+        from aiokafka.errors import KafkaConnectionError
+
+        if isinstance(exc, KafkaConnectionError):
+            from streams.settings import get_settings
+
+            print(f"hotspot {args.command}: cannot reach Kafka at {get_settings().bootstrap_servers} "
+                  "(start it with `hotspot broker start` or `hotspot run`, or set HOTSPOT_KAFKA_BOOTSTRAP)", file=sys.stderr)
+            return 1
+        raise
     except KeyboardInterrupt:
         return 130
 

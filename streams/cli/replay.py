@@ -50,8 +50,19 @@ def _replay(args) -> int:
             raise CommandError(f"{p}: no such file")
     if args.batch_size < 1:
         raise CommandError("--batch-size must be at least 1")
+    from dataclasses import replace
+
+    from streams.settings import get_settings
+
     try:
-        config = ProcessingConfig.from_pairs(args.param)
+        # The worker's settings first (HOTSPOT_PROCESSING or [processing]), then --param on top,
+        # so the live and batch paths run with the same parameters unless told otherwise.
+        base = get_settings().processing_config()
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"processing settings: {exc}") from None
+    try:
+        config = replace(base, **{k: v for k, v in ProcessingConfig.from_pairs(args.param).as_dict().items()
+                                   if any(p.partition("=")[0].strip() == k for p in args.param)})
     except (ValueError, TypeError) as exc:
         raise CommandError(f"--param: {exc}") from None
     out = Path(args.out)

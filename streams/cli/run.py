@@ -1,24 +1,40 @@
-"""`hotspot run`: the whole system on one machine with embedded defaults."""
+"""`hotspot run`: the whole system on one machine with embedded defaults.
+
+It starts, in order: the local Kafka broker (unless HOTSPOT_KAFKA_BOOTSTRAP names
+a cluster), the topics, a worker process (which owns the embedded ClickHouse
+store, applies its migrations and answers `hotspot sql`), the gateway (HTTP),
+and optionally simulated officers. Each child's output goes to a log under
+<data_dir>/logs. Ctrl-C, SIGTERM, or any child dying stops everything it started.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 EXAMPLES = """examples:
   hotspot run                     # local Kafka + embedded ClickHouse under ./var
   hotspot run --simulate 20       # ... with 20 simulated officers patrolling
   HOTSPOT_KAFKA_BOOTSTRAP=kafka:9092 HOTSPOT_CLICKHOUSE_DSN=http://ch:8123 hotspot run
+then, in another terminal:
+  hotspot sql "SELECT device_id, hotspot_id, entered_at, dwell_s FROM hotspot.visits_current ORDER BY entered_at DESC LIMIT 10"
 """
+WORKER_READY = "hot-spot index rebuilt"
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run everything on this machine (embedded defaults)",
-                       description="Start the local Kafka broker (unless HOTSPOT_KAFKA_BOOTSTRAP names one), create topics, "
-                                   "apply ClickHouse migrations, and run until Ctrl-C. Stops what it started.",
+                       description="Start the local Kafka broker (unless HOTSPOT_KAFKA_BOOTSTRAP names one), the worker, "
+                                   "the gateway and, with --simulate, simulated officers; run until Ctrl-C. "
+                                   "Stops what it started.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--simulate", type=int, default=0, metavar="N", help="number of simulated officers (default 0)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the simulated officers (default 1)")
+    p.add_argument("--no-gateway", action="store_true", help="do not start the HTTP gateway")
     p.set_defaults(handler=_run)
 
 
@@ -26,10 +42,76 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+class Child:
+    def __init__(self, name: str, args: list[str], log: Path):
+        self.name, self.log = name, log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], stdout=self._fh,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._fh.close()
+
+
+def _wait_for(child: Child, ready, timeout_s: float, what: str) -> None:
+    from streams.cli import CommandError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not child.alive():
+            raise CommandError(f"the {child.name} exited while starting ({what}); last lines of {child.log}:\n{child.tail()}")
+        time.sleep(0.2)  # readiness poll with a deadline
+    raise CommandError(f"the {child.name} was not ready within {timeout_s:.0f}s ({what}); see {child.log}")
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def _publish_simulated_town(s, seed: int) -> None:
+    """Publish the simulated town's hot spots before the worker starts, if the force has none yet,
+    so the officers' first pings are matched against them."""
+    import asyncio
+
+    from processors.simulation import Simulation, scenario_config
+    from streams.hotspotfeed import publish, read_all, records_from_geojson
+
+    if asyncio.run(read_all(s.bootstrap_servers)):
+        return
+    town = Simulation(scenario_config("mixed", seed=seed, officers=1, hours=0.1)).feature_collection()
+    count = asyncio.run(publish(s.bootstrap_servers, records_from_geojson(town, int(time.time() * 1000)), s.partitions))
+    print(f"hot spots  published the simulated town's {count} hot spots", flush=True)
+
+
 def _run(args) -> int:
     import asyncio
 
-    from sinks.clickhouse import StoreBusy, make_client, mask_dsn, migrate
+    from sinks.clickhouse import mask_dsn
     from streams.broker import BrokerError, LocalBroker
     from streams.cli import CommandError
     from streams.kafka import ensure_topics, wait_for_metadata
@@ -40,6 +122,8 @@ def _run(args) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
     started: LocalBroker | None = None
+    children: list[Child] = []
+    logs = s.data_dir / "logs"
     t0 = time.monotonic()
     try:
         if s.local_kafka:
@@ -58,20 +142,44 @@ def _run(args) -> int:
         except TimeoutError as exc:
             raise CommandError(str(exc)) from None
         created = asyncio.run(ensure_topics(s.bootstrap_servers, s.partitions))
-        print(f"kafka     {s.bootstrap_servers}  topics ready" + (f" (created {', '.join(created)})" if created else ""), flush=True)
-        try:
-            client = make_client(s.effective_clickhouse_dsn)
-        except StoreBusy as exc:
-            raise CommandError(str(exc)) from None
-        applied = migrate(client, s.clickhouse_database, s.pings_ttl_days)
-        print(f"clickhouse {mask_dsn(s.effective_clickhouse_dsn)}  database {s.clickhouse_database}"
-              + (f" (applied {', '.join(f'{m.version:04d}_{m.name}' for m in applied)})" if applied else " (up to date)"), flush=True)
-        print(f"ready in {time.monotonic() - t0:.1f}s — press Ctrl-C to stop", flush=True)
+        print(f"kafka      {s.bootstrap_servers}  topics ready" + (f" (created {', '.join(created)})" if created else ""),
+              flush=True)
+
+        if args.simulate > 0:
+            _publish_simulated_town(s, args.seed)
+        worker = Child("worker", ["worker"], logs / "worker.log")
+        children.append(worker)
+        _wait_for(worker, lambda: WORKER_READY in worker.tail(200), 180, "waiting for it to load hot spots")
+        print(f"worker     pid {worker.proc.pid}  ClickHouse {mask_dsn(s.effective_clickhouse_dsn)} "
+              f"(migrations applied)  log {worker.log}", flush=True)
+
+        if not args.no_gateway:
+            gateway = Child("gateway", ["gateway"], logs / "gateway.log")
+            children.append(gateway)
+            base = f"http://{s.http_host}:{s.http_port}"
+            _wait_for(gateway, lambda: _http_ok(f"{base}/healthz"), 60, f"waiting for {base}/healthz")
+            print(f"gateway    {base}  (devices: POST /v1/pings, /v1/owntracks, /v1/osmand; API docs {base}/docs)",
+                  flush=True)
+
+        if args.simulate > 0:
+            sim = Child("simulation", ["simulate", "--live", "--officers", str(args.simulate), "--seed", str(args.seed),
+                                       "--hours", "12"], logs / "simulation.log")
+            children.append(sim)
+            print(f"simulation {args.simulate} officers on patrol  log {sim.log}", flush=True)
+
+        print(f"ready in {time.monotonic() - t0:.1f}s — try: hotspot sql \"SELECT * FROM hotspot.visits_current "
+              f"ORDER BY entered_at DESC LIMIT 10\"; Ctrl-C to stop", flush=True)
         while True:
-            signal.pause()
+            for child in children:
+                if not child.alive():
+                    raise CommandError(f"the {child.name} stopped unexpectedly (status {child.proc.returncode}); "
+                                       f"last lines of {child.log}:\n{child.tail()}")
+            time.sleep(1.0)  # supervision tick
     except KeyboardInterrupt:
         print("stopping ...", file=sys.stderr, flush=True)
     finally:
+        for child in reversed(children):
+            child.stop()
         if started is not None:
             started.stop()
             print("local Kafka stopped", file=sys.stderr, flush=True)

@@ -28,11 +28,14 @@ def run_readonly(query: str):
     """Return (column_names, rows); raises CommandError with ClickHouse's message on failure."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from sinks.clickhouse import StoreBusy, make_client
+    from sinks.clickhouse import StoreBusy, is_embedded, make_client
     from streams.cli import CommandError
     from streams.settings import get_settings
 
     s = get_settings()
+    if is_embedded(s.effective_clickhouse_dsn) and _owner_running(s):
+        # Asking the owner first keeps chDB from printing its lock error on the way.
+        return _via_owner(query, s, StoreBusy(f"the embedded ClickHouse store is owned by a running process"))
     try:
         # readonly=1 is a session setting: this client is opened for this one query.
         client = make_client(s.effective_clickhouse_dsn, database=s.clickhouse_database)
@@ -42,6 +45,16 @@ def run_readonly(query: str):
     except ClickHouseError as exc:
         raise CommandError(str(exc).strip().splitlines()[0]) from None
     return list(result.column_names), result.result_rows
+
+
+def _owner_running(s) -> bool:
+    from sinks.query_server import OwnerUnavailable, read_owner
+
+    try:
+        read_owner(s.data_dir, dsn=s.effective_clickhouse_dsn)
+    except OwnerUnavailable:
+        return False
+    return True
 
 
 def _via_owner(query: str, s, busy: Exception):

@@ -132,3 +132,12 @@ def test_missing_maven_is_named_when_the_jars_are_not_cached(tmp_path, cli_env):
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 1
     assert "mvn not found" in proc.stderr and "Maven" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_cluster_id_that_begins_with_a_dash_still_formats(make_broker):
+    # URL-safe base64 ids begin with "-" one time in 64; the storage tool must not read it as an option.
+    broker = make_broker()
+    broker.data_dir.mkdir(parents=True)
+    (broker.data_dir / "cluster.id").write_text("-e5DMVdpQMqyTH7eBDk3Hg\n")
+    broker.start()
+    assert "cluster.id=-e5DMVdpQMqyTH7eBDk3Hg" in (broker.data_dir / "data" / "meta.properties").read_text()

@@ -31,32 +31,60 @@ def read_until(proc: subprocess.Popen, prefix: str, timeout_s: float) -> list[st
     raise AssertionError(f"no line starting {prefix!r} within {timeout_s}s; got {lines}")
 
 
-def test_run_starts_broker_and_store_then_ctrl_c_stops_what_it_started(tmp_path, cli_env):
-    env = {**cli_env, "HOTSPOT_KAFKA_PORT": str(free_port()), "HOTSPOT_KAFKA_CONTROLLER_PORT": str(free_port())}
-    proc = subprocess.Popen([HOTSPOT, "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def _ours(data_dir) -> list[str]:
+    """Command lines of processes still running that were started for this data directory."""
+    out = subprocess.run(["pgrep", "-af", "."], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in out if str(data_dir) in line and "pgrep" not in line]
+
+
+def _sql(env, query: str) -> list[str]:
+    proc = subprocess.run([HOTSPOT, "sql", "--format", "csv", query], capture_output=True, text=True, env=env, timeout=60)
+    return proc.stdout.splitlines()[1:] if proc.returncode == 0 else []
+
+
+def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_of_it(tmp_path, cli_env):
+    env = {**cli_env, "HOTSPOT_KAFKA_PORT": str(free_port()), "HOTSPOT_KAFKA_CONTROLLER_PORT": str(free_port()),
+           "HOTSPOT_HTTP_PORT": str(free_port()), "HOTSPOT_WORKER_METRICS_PORT": "0"}
+    data_dir = tmp_path / "var"
+    proc = subprocess.Popen([HOTSPOT, "run", "--simulate", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
     try:
-        lines = read_until(proc, "ready in", 180)
+        lines = read_until(proc, "ready in", 240)
         assert any(line.startswith("kafka ") and "created pings" in line for line in lines), lines
-        assert any(line.startswith("clickhouse ") and "0001_pings" in line for line in lines), lines
-        broker_pid = int((tmp_path / "var" / "kafka" / "broker.pid").read_text())
+        assert any(line.startswith("hot spots ") and "20 hot spots" in line for line in lines), lines
+        assert any(line.startswith("worker ") for line in lines), lines
+        assert any(line.startswith("gateway ") and f":{env['HOTSPOT_HTTP_PORT']}" in line for line in lines), lines
+        broker_pid = int((data_dir / "kafka" / "broker.pid").read_text())
         assert running(broker_pid)
+
+        # The simulated officers are already on patrol: visits show up through `hotspot sql`
+        # (answered by the worker, which owns the embedded store).
+        deadline = time.monotonic() + 120
+        visits: list[str] = []
+        while time.monotonic() < deadline and not visits:
+            visits = _sql(env, "SELECT visit_id FROM hotspot.visits_current")
+        assert visits, "no visit within 120 s of the system being ready"
+
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=90) == 0
+        assert proc.wait(timeout=120) == 0
         assert not running(broker_pid)
         assert "local Kafka stopped" in proc.stderr.read()
+        assert _ours(data_dir) == []
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
-    # A second run finds topics and migrations already in place.
-    proc = subprocess.Popen([HOTSPOT, "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # A second run finds topics and hot spots in place and the store already migrated.
+    proc = subprocess.Popen([HOTSPOT, "run", "--no-gateway"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     try:
-        lines = read_until(proc, "ready in", 180)
-        assert any(line.startswith("clickhouse ") and "(up to date)" in line for line in lines), lines
-        assert not any("created" in line for line in lines), lines
+        lines = read_until(proc, "ready in", 240)
+        assert not any("created" in line or line.startswith("hot spots ") for line in lines), lines
+        assert int(_sql(env, "SELECT count() FROM hotspot.visits FINAL")[0]) > 0
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=90) == 0
+        assert proc.wait(timeout=120) == 0
+        assert _ours(data_dir) == []
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,0 +1,197 @@
+"""Hot spots on the compacted Kafka topic `hotspots`: publish, retire, read, follow.
+
+The topic is the system's record of which hot spots exist: key = hot-spot id,
+value = the Avro `Hotspot` (its `published_ms` is the version), a tombstone
+(null value) retires one. Compaction keeps the newest value per id, so any
+process can rebuild the full set by reading every partition from the start.
+
+Every worker follows the whole topic (not just its partitions: any device may
+walk into any hot spot) with a consumer outside the consumer group, and is told
+each time the set changes so it can rebuild its index without a restart.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.codec import Codec
+from streams.kafka import ensure_topics, make_producer
+
+TOPIC = "hotspots"
+log = logging.getLogger(__name__)
+
+_codec: Codec | None = None
+
+
+def codec() -> Codec:
+    global _codec
+    if _codec is None:
+        _codec = Codec("Hotspot")
+    return _codec
+
+
+async def publish(bootstrap: str, records: Iterable[dict], partitions: int = 4) -> int:
+    """Write each record (the Avro `Hotspot` as a dict) under its id; return the count."""
+    await ensure_topics(bootstrap, partitions)
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        futures = [await producer.send(TOPIC, codec().encode(r), key=r["id"].encode()) for r in records]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+async def retire(bootstrap: str, ids: Iterable[str]) -> int:
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        futures = [await producer.send(TOPIC, None, key=i.encode()) for i in ids]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+def records_from_geojson(doc: dict, published_ms: int) -> list[dict]:
+    """Avro `Hotspot` records of a hot-spot file; raises ValueError naming the feature and problem."""
+    import json
+
+    from processors.geofence import hotspots_from_geojson
+
+    checked = hotspots_from_geojson(doc)  # validates ids, geometry, buffer, activity window
+    out = []
+    for hs, feature in zip(checked, doc["features"]):
+        props = feature.get("properties") or {}
+        target = props.get("target_minutes")
+        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or target < 0):
+            raise ValueError(f"hot spot {hs.id!r}: target_minutes must be a non-negative number")
+        stats = props.get("stats")
+        out.append({
+            "id": hs.id, "name": hs.name or hs.id, "briefing": str(props.get("briefing") or ""),
+            "geometry_geojson": json.dumps(feature["geometry"], separators=(",", ":")),
+            "buffer_m": hs.buffer_m or None, "target_minutes": None if target is None else float(target),
+            "active_from_ms": hs.active_from_ms, "active_to_ms": hs.active_to_ms,
+            "stats_json": None if stats is None else json.dumps(stats, separators=(",", ":"), sort_keys=True),
+            "published_ms": published_ms,
+        })
+    return out
+
+
+def apply(current: dict[str, dict], key: bytes | None, value: bytes | None,
+          retired: dict[str, int] | None = None, timestamp_ms: int = 0) -> bool:
+    """Fold one topic record into `current` (and tombstones into `retired`); True if the set changed."""
+    if key is None:
+        return False  # unkeyed records cannot be hot spots; ignore rather than crash
+    hid = key.decode("utf-8", errors="replace")
+    if value is None:
+        if retired is not None:
+            retired[hid] = timestamp_ms
+        return current.pop(hid, None) is not None
+    try:
+        record = codec().decode(value)
+    except Exception as exc:  # a bad record must not stop every worker; it is logged and skipped
+        log.error("skipping unreadable hot spot %r on topic %s: %s", hid, TOPIC, exc)
+        return False
+    if current.get(hid) == record:
+        return False
+    current[hid] = record
+    if retired is not None:
+        retired.pop(hid, None)
+    return True
+
+
+class HotspotFeed:
+    """Follows the `hotspots` topic from its beginning and keeps the current set.
+
+    `await feed.start()` returns once everything on the topic when it was called
+    has been read, so a worker never matches pings against a half-loaded set.
+    `on_change(hotspots, retired)` is awaited after each poll that changed the
+    set; `retired` maps the ids retired so far to their tombstones' times.
+    """
+
+    def __init__(self, bootstrap: str,
+                 on_change: Callable[[dict[str, dict], dict[str, int]], Awaitable[None] | None] | None = None):
+        self.bootstrap = bootstrap
+        self.on_change = on_change
+        self.hotspots: dict[str, dict] = {}
+        self.retired: dict[str, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                          auto_offset_reset="earliest", group_id=None)
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        parts = self._consumer.partitions_for_topic(TOPIC)
+        if not parts:
+            await self._consumer._client.force_metadata_update()
+            parts = self._consumer.partitions_for_topic(TOPIC) or set()
+        tps = [TopicPartition(TOPIC, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        end = await self._consumer.end_offsets(tps) if tps else {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while await self._behind(end):
+            if loop.time() > deadline:
+                raise TimeoutError(f"could not read topic {TOPIC} to its end within {timeout_s}s")
+            await self._poll_once(notify=False)
+        await self._notify()
+        self._task = asyncio.create_task(self._follow(), name="hotspot-feed")
+
+    async def _behind(self, end: dict) -> bool:
+        for tp, offset in end.items():
+            if await self._consumer.position(tp) < offset:
+                return True
+        return False
+
+    async def _poll_once(self, notify: bool = True) -> None:
+        batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+        changed = False
+        for records in batches.values():
+            for r in records:
+                changed |= apply(self.hotspots, r.key, r.value, self.retired, r.timestamp)
+        if changed and notify:
+            await self._notify()
+
+    async def _notify(self) -> None:
+        if self.on_change is not None:
+            result = self.on_change(dict(self.hotspots), dict(self.retired))
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                await self._poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker may be restarting; keep following
+                log.warning("hot-spot feed: %s; retrying", exc)
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+async def read_all(bootstrap: str, timeout_s: float = 60.0) -> dict[str, dict]:
+    feed = HotspotFeed(bootstrap)
+    await feed.start(timeout_s)
+    await feed.stop()
+    return feed.hotspots

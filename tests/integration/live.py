@@ -1,0 +1,127 @@
+"""Driving the live system from tests: a worker process, `hotspot` commands, replay outputs.
+
+Everything goes through the real CLI against a real broker and the embedded
+ClickHouse engine; the worker owns its store, so reads go through `hotspot sql`
+(which asks the worker's read-only query server).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tests.conftest import HOTSPOT, running
+
+READY_LINE = "hot-spot index rebuilt"
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
+    """Poll `predicate` until it returns a truthy value; fail naming `what` after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)  # polling interval of a condition with a deadline
+    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class LiveSystem:
+    """One data directory and broker; workers started and killed at will."""
+
+    data_dir: Path
+    broker: object  # tests.integration.conftest.Broker
+    processing: dict = field(default_factory=dict)
+    worker: subprocess.Popen | None = None
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOTSPOT_")}
+        env.update({
+            "HOTSPOT_DATA_DIR": str(self.data_dir),
+            "HOTSPOT_KAFKA_BOOTSTRAP": self.broker.bootstrap,
+            "HOTSPOT_WORKER_METRICS_PORT": "0",
+            "HOTSPOT_WORKER_EXPIRE_INTERVAL_S": "1",
+            "HOTSPOT_PROCESSING": json.dumps(self.processing),
+        })
+        return env
+
+    def hotspot(self, *args: str, timeout_s: float = 300) -> str:
+        proc = subprocess.run([HOTSPOT, *args], capture_output=True, text=True, env=self.env, timeout=timeout_s)
+        if proc.returncode != 0:
+            raise AssertionError(f"hotspot {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def start_worker(self, wait_ready: bool = True) -> subprocess.Popen:
+        log = self.data_dir / f"worker-{len(self.logs)}.log"
+        self.logs.append(log)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as fh:
+            self.worker = subprocess.Popen([HOTSPOT, "worker", "--loglevel", "info"], stdout=fh, stderr=subprocess.STDOUT,
+                                           env=self.env, start_new_session=True)
+        if wait_ready:
+            wait_until(lambda: READY_LINE in log.read_text() or self.worker.poll() is not None, 180, "the worker to start")
+            assert self.worker.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
+        return self.worker
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text() for p in self.logs if p.exists())
+
+    def kill_worker(self) -> None:
+        """kill -9: no shutdown code of ours runs."""
+        if self.worker and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGKILL)
+            self.worker.wait(timeout=60)
+        wait_until(lambda: not (self.data_dir / "clickhouse.owner").exists() or not running(self.worker.pid), 30,
+                   "the killed worker to be gone")
+
+    def stop_worker(self) -> None:
+        if self.worker and self.worker.poll() is None:
+            os.killpg(self.worker.pid, signal.SIGTERM)
+            try:
+                self.worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.worker.pid, signal.SIGKILL)
+                self.worker.wait(timeout=30)
+
+    def sql(self, query: str) -> list[dict]:
+        out = self.hotspot("sql", "--format", "json", query)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def scalar(self, query: str):
+        rows = self.sql(query)
+        return next(iter(rows[0].values())) if rows else None
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def simulate(out: Path, *, officers: int, hours: float, seed: int, ago_h: float, extra: tuple[str, ...] = ()) -> Path:
+    """A simulated shift that ended shortly before now (pings older than 7 days are stale by design)."""
+    start = datetime.now(timezone.utc).timestamp() - ago_h * 3600
+    start_iso = datetime.fromtimestamp(int(start), timezone.utc).isoformat()
+    subprocess.run([HOTSPOT, "simulate", "--out", str(out), "--officers", str(officers), "--hours", str(hours),
+                    "--seed", str(seed), "--start", start_iso, *extra], check=True, capture_output=True, timeout=300)
+    return out
+
+
+def replay(sim: Path, out: Path, processing: dict | None = None) -> dict[str, list[dict]]:
+    params = [a for k, v in (processing or {}).items() for a in ("--param", f"{k}={v}")]
+    subprocess.run([HOTSPOT, "replay", "--pings", str(sim / "pings.csv"), "--hotspots", str(sim / "hotspots.geojson"),
+                    "--out", str(out), *params], check=True, capture_output=True, timeout=300)
+    return {name: read_csv(out / f"{name}.csv") for name in ("visits", "stops", "modes", "rejected")}

@@ -1,0 +1,164 @@
+"""The live pipeline on the real broker and the ClickHouse engine.
+
+Pings go in through `hotspot pings send`, the worker turns them into patrol
+events, and the tables must say exactly what `hotspot replay` says of the same
+pings: the live and batch paths call the same processors. A long signal-loss
+setting keeps silence from closing visits while a test runs, so the only
+difference allowed is at the end of the data: what replay closes as
+`end_of_data` is still open live.
+"""
+from __future__ import annotations
+
+import random
+import subprocess
+from collections import Counter
+
+import pytest
+
+from tests.conftest import HOTSPOT
+from tests.integration.live import LiveSystem, ms, replay, simulate, wait_until
+
+NO_SILENCE = {"signal_loss_s": 36000}
+
+
+def _line_count(path) -> int:
+    with open(path) as fh:
+        return sum(1 for _ in fh) - 1
+
+
+def _accounted(live: LiveSystem) -> int:
+    return int(live.scalar("SELECT (SELECT count() FROM hotspot.pings FINAL) + (SELECT count() FROM hotspot.pings_rejected FINAL)"))
+
+
+def live_tables(live: LiveSystem) -> dict[str, list[dict]]:
+    return {
+        "visits": live.sql("SELECT visit_id, device_id, hotspot_id, toUnixTimestamp64Milli(entered_at) AS entered_ms, "
+                           "toUnixTimestamp64Milli(exited_at) AS exited_ms, dwell_s, foot_s, vehicle_s, stationary_s, "
+                           "stop_count, ping_count, end_reason FROM hotspot.visits FINAL ORDER BY visit_id"),
+        "stops": live.sql("SELECT stop_id, toUnixTimestamp64Milli(started_at) AS started_ms, "
+                          "toUnixTimestamp64Milli(ended_at) AS ended_ms, duration_s, lat, lon FROM hotspot.stops FINAL"),
+        "modes": live.sql("SELECT device_id, toUnixTimestamp64Milli(started_at) AS started_ms, "
+                          "toUnixTimestamp64Milli(ended_at) AS ended_ms, mode, distance_m FROM hotspot.mode_segments FINAL"),
+        "rejected": live.sql("SELECT reason, count() AS n FROM hotspot.pings_rejected FINAL GROUP BY reason"),
+    }
+
+
+def assert_live_equals_replay(live: dict[str, list[dict]], expected: dict[str, list[dict]]) -> None:
+    # Visits: every visit replay found, with the same id; closed ones identical in every column.
+    got = {v["visit_id"]: v for v in live["visits"]}
+    want = {v["visit_id"]: v for v in expected["visits"]}
+    assert set(got) == set(want)
+    assert want, "the scenario should produce visits"
+    for vid, w in want.items():
+        g = got[vid]
+        assert (g["device_id"], g["hotspot_id"], g["entered_ms"]) == (w["device_id"], w["hotspot_id"], ms(w["entered_at"]))
+        if w["end_reason"] == "end_of_data":
+            assert g["end_reason"] == "open", vid
+            continue
+        assert g["end_reason"] == w["end_reason"]
+        assert g["exited_ms"] == ms(w["exited_at"])
+        for col in ("dwell_s", "foot_s", "vehicle_s", "stationary_s"):
+            assert g[col] == pytest.approx(float(w[col]), abs=1e-3), (vid, col)
+        assert (g["stop_count"], g["ping_count"]) == (int(w["stop_count"]), int(w["ping_count"]))
+
+    # Stops: the same ids; closed ones identical.
+    got_stops = {s["stop_id"]: s for s in live["stops"]}
+    assert set(got_stops) == {s["stop_id"] for s in expected["stops"]}
+    for w in expected["stops"]:
+        g = got_stops[w["stop_id"]]
+        assert g["started_ms"] == ms(w["started_at"])
+        if g["ended_ms"] is not None:
+            assert g["ended_ms"] == ms(w["ended_at"]) and g["duration_s"] == pytest.approx(float(w["duration_s"]), abs=1e-3)
+
+    # Mode segments: replay closes each device's last one at the end of the data; live keeps it open.
+    live_modes = {(m["device_id"], m["started_ms"], m["ended_ms"], m["mode"]) for m in live["modes"]}
+    replay_modes = {(m["device_id"], ms(m["started_at"]), ms(m["ended_at"]), m["mode"]) for m in expected["modes"]}
+    assert live_modes <= replay_modes
+    last_per_device = Counter(d for d, *_ in replay_modes - live_modes)
+    assert set(last_per_device.values()) <= {1}
+
+    # Rejections: the same reasons, the same counts.
+    assert {r["reason"]: int(r["n"]) for r in live["rejected"]} == dict(Counter(r["reason"] for r in expected["rejected"]))
+
+
+def test_live_pings_give_the_same_visits_stops_modes_and_rejects_as_replay(make_broker, tmp_path):
+    sim = simulate(tmp_path / "sim", officers=6, hours=1.5, seed=11, ago_h=2)
+    expected = replay(sim, tmp_path / "replay", NO_SILENCE)
+    broker = make_broker()
+    broker.start()
+    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
+    live.hotspot("hotspots", "publish", str(sim / "hotspots.geojson"))
+    live.start_worker()
+    try:
+        live.hotspot("pings", "send", str(sim / "pings.csv"))
+        total = _line_count(sim / "pings.csv")
+        wait_until(lambda: _accounted(live) == total, 180, f"all {total} pings stored or rejected")
+        assert_live_equals_replay(live_tables(live), expected)
+    finally:
+        live.stop_worker()
+
+
+def test_a_hot_spot_published_while_the_worker_runs_takes_effect_without_restart(make_broker, tmp_path):
+    before = simulate(tmp_path / "before", officers=4, hours=1, seed=21, ago_h=3)
+    after = simulate(tmp_path / "after", officers=4, hours=1, seed=22, ago_h=1.5,
+                     extra=("--hotspots", str(before / "hotspots.geojson")))
+    broker = make_broker()
+    broker.start()
+    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
+    live.start_worker()
+    try:
+        live.hotspot("pings", "send", str(before / "pings.csv"))
+        wait_until(lambda: _accounted(live) == _line_count(before / "pings.csv"), 180, "the first shift to be stored")
+        assert live.scalar("SELECT count() FROM hotspot.visits FINAL") == 0  # no hot spots yet
+
+        live.hotspot("hotspots", "publish", str(before / "hotspots.geojson"))
+        wait_until(lambda: "index rebuilt: 20 active" in live.log_text(), 60, "the worker to load the new hot spots")
+        pid = live.worker.pid
+        live.hotspot("pings", "send", str(after / "pings.csv"))
+        total = _line_count(before / "pings.csv") + _line_count(after / "pings.csv")
+        wait_until(lambda: _accounted(live) == total, 180, "the second shift to be stored")
+        visits = live.sql("SELECT min(toUnixTimestamp64Milli(entered_at)) AS first, count() AS n FROM hotspot.visits FINAL")[0]
+        assert int(visits["n"]) > 0
+        assert int(visits["first"]) >= ms(_first_ts(after / "pings.csv")) - 600_000
+        assert live.worker.pid == pid and live.worker.poll() is None  # the same process, never restarted
+        assert int(live.scalar("SELECT count() FROM hotspot.hotspots_current")) == 20
+    finally:
+        live.stop_worker()
+
+
+def _first_ts(path) -> str:
+    import csv
+
+    with open(path) as fh:
+        return min(row["ts"] for row in csv.DictReader(fh))
+
+
+def test_kill_9_at_random_moments_during_50000_pings_loses_nothing_and_duplicates_nothing(make_broker, tmp_path):
+    sim = simulate(tmp_path / "sim", officers=45, hours=3, seed=31, ago_h=3.2)
+    total = _line_count(sim / "pings.csv")
+    assert total >= 50_000
+    expected = replay(sim, tmp_path / "replay", NO_SILENCE)
+    broker = make_broker()
+    broker.start()
+    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
+    live.hotspot("hotspots", "publish", str(sim / "hotspots.geojson"))
+    live.start_worker()
+    rng = random.Random(2026)
+    sender = subprocess.Popen([HOTSPOT, "pings", "send", "--rate", "2000", str(sim / "pings.csv")],
+                              env=live.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(4):
+            # Let the worker run a random while (it is mid-batch most of the time), then kill -9 and restart.
+            target = min(total, _accounted(live) + rng.randint(2_000, 9_000))
+            wait_until(lambda: _accounted(live) >= target, 300, "the worker to make progress")
+            live.kill_worker()
+            live.start_worker()
+        assert sender.wait(timeout=600) == 0, sender.stderr.read()
+        # `>=` so that a ping stored twice shows up as a failed equality below, not as a timeout.
+        wait_until(lambda: _accounted(live) >= total, 600, f"all {total} pings stored or rejected")
+        assert _accounted(live) == total
+        assert_live_equals_replay(live_tables(live), expected)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+        live.stop_worker()
