@@ -183,3 +183,12 @@ def activity_row(a: Mapping[str, Any]) -> dict[str, Any]:
         "lon": a.get("lon"),
         "attributes": dict(a.get("attributes") or {}),
     }
+
+
+def allocation_row(a: Mapping[str, Any]) -> dict[str, Any]:
+    """Row of `allocations` for a decoded Allocation (one hot spot, one trial day)."""
+    return {
+        "trial_id": a["trial_id"], "hotspot_id": a["hotspot_id"], "day": _dt.date.fromisoformat(a["day"]),
+        "starts_at": int(a["starts_ms"]), "ends_at": int(a["ends_ms"]), "arm": a["arm"], "block": a.get("block") or "",
+        "design": a["design"], "seed": int(a["seed"]),
+    }

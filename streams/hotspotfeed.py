@@ -35,15 +35,7 @@ def codec() -> Codec:
 
 async def publish(bootstrap: str, records: Iterable[dict], partitions: int = 4) -> int:
     """Write each record (the Avro `Hotspot` as a dict) under its id; return the count."""
-    await ensure_topics(bootstrap, partitions)
-    producer = make_producer(bootstrap)
-    await producer.start()
-    try:
-        futures = [await producer.send(TOPIC, codec().encode(r), key=r["id"].encode()) for r in records]
-        await asyncio.gather(*futures)
-        return len(futures)
-    finally:
-        await producer.stop()
+    return await publish_records(bootstrap, TOPIC, "Hotspot", ((r["id"], r) for r in records), partitions)
 
 
 async def retire(bootstrap: str, ids: Iterable[str]) -> int:
@@ -83,7 +75,7 @@ def records_from_geojson(doc: dict, published_ms: int) -> list[dict]:
 
 
 def apply(current: dict[str, dict], key: bytes | None, value: bytes | None,
-          retired: dict[str, int] | None = None, timestamp_ms: int = 0) -> bool:
+          retired: dict[str, int] | None = None, timestamp_ms: int = 0, codec_: Codec | None = None) -> bool:
     """Fold one topic record into `current` (and tombstones into `retired`); True if the set changed."""
     if key is None:
         return False  # unkeyed records cannot be hot spots; ignore rather than crash
@@ -93,9 +85,9 @@ def apply(current: dict[str, dict], key: bytes | None, value: bytes | None,
             retired[hid] = timestamp_ms
         return current.pop(hid, None) is not None
     try:
-        record = codec().decode(value)
+        record = (codec_ or codec()).decode(value)
     except Exception as exc:  # a bad record must not stop every worker; it is logged and skipped
-        log.error("skipping unreadable hot spot %r on topic %s: %s", hid, TOPIC, exc)
+        log.error("skipping unreadable record %r: %s", hid, exc)
         return False
     if current.get(hid) == record:
         return False
@@ -105,8 +97,8 @@ def apply(current: dict[str, dict], key: bytes | None, value: bytes | None,
     return True
 
 
-class HotspotFeed:
-    """Follows the `hotspots` topic from its beginning and keeps the current set.
+class CompactedFeed:
+    """Follows a compacted topic from its beginning and keeps the current value of every key.
 
     `await feed.start()` returns once everything on the topic when it was called
     has been read, so a worker never matches pings against a half-loaded set.
@@ -115,10 +107,13 @@ class HotspotFeed:
     """
 
     def __init__(self, bootstrap: str,
-                 on_change: Callable[[dict[str, dict], dict[str, int]], Awaitable[None] | None] | None = None):
+                 on_change: Callable[[dict[str, dict], dict[str, int]], Awaitable[None] | None] | None = None,
+                 topic: str = TOPIC, schema: str = "Hotspot"):
         self.bootstrap = bootstrap
+        self.topic = topic
+        self.codec = Codec(schema)
         self.on_change = on_change
-        self.hotspots: dict[str, dict] = {}
+        self.current: dict[str, dict] = {}
         self.retired: dict[str, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task | None = None
@@ -131,11 +126,11 @@ class HotspotFeed:
         except BaseException:
             await self._consumer.stop()
             raise
-        parts = self._consumer.partitions_for_topic(TOPIC)
+        parts = self._consumer.partitions_for_topic(self.topic)
         if not parts:
             await self._consumer._client.force_metadata_update()
-            parts = self._consumer.partitions_for_topic(TOPIC) or set()
-        tps = [TopicPartition(TOPIC, p) for p in sorted(parts)]
+            parts = self._consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
         end = await self._consumer.end_offsets(tps) if tps else {}
@@ -143,7 +138,7 @@ class HotspotFeed:
         deadline = loop.time() + timeout_s
         while await self._behind(end):
             if loop.time() > deadline:
-                raise TimeoutError(f"could not read topic {TOPIC} to its end within {timeout_s}s")
+                raise TimeoutError(f"could not read topic {self.topic} to its end within {timeout_s}s")
             await self._poll_once(notify=False)
         await self._notify()
         self._task = asyncio.create_task(self._follow(), name="hotspot-feed")
@@ -159,13 +154,13 @@ class HotspotFeed:
         changed = False
         for records in batches.values():
             for r in records:
-                changed |= apply(self.hotspots, r.key, r.value, self.retired, r.timestamp)
+                changed |= apply(self.current, r.key, r.value, self.retired, r.timestamp, self.codec)
         if changed and notify:
             await self._notify()
 
     async def _notify(self) -> None:
         if self.on_change is not None:
-            result = self.on_change(dict(self.hotspots), dict(self.retired))
+            result = self.on_change(dict(self.current), dict(self.retired))
             if asyncio.iscoroutine(result):
                 await result
 
@@ -176,7 +171,7 @@ class HotspotFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker may be restarting; keep following
-                log.warning("hot-spot feed: %s; retrying", exc)
+                log.warning("following %s: %s; retrying", self.topic, exc)
                 await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
@@ -190,8 +185,26 @@ class HotspotFeed:
             await self._consumer.stop()
 
 
+HotspotFeed = CompactedFeed  # the hot spots are the default topic and schema
+
+
+async def publish_records(bootstrap: str, topic: str, schema: str, keyed: Iterable[tuple[str, dict]],
+                          partitions: int = 4) -> int:
+    """Write Avro records under their keys to a compacted topic; return the count once all are acknowledged."""
+    await ensure_topics(bootstrap, partitions)
+    codec_ = Codec(schema)
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, codec_.encode(r), key=k.encode()) for k, r in keyed]
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
 async def read_all(bootstrap: str, timeout_s: float = 60.0) -> dict[str, dict]:
     feed = HotspotFeed(bootstrap)
     await feed.start(timeout_s)
     await feed.stop()
-    return feed.hotspots
+    return feed.current

@@ -30,6 +30,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("assignments"),
     TopicSpec("activity"),
     TopicSpec("pings-rejected"),
+    TopicSpec("allocations", compacted=True),
 )
 
 

@@ -24,7 +24,7 @@ from sinks.clickhouse import is_embedded, make_client, migrate
 from sinks.query_server import serve_readonly_queries
 from sinks.writer import ClickHouseWriter
 from streams import rows
-from streams.hotspotfeed import HotspotFeed
+from streams.hotspotfeed import CompactedFeed, HotspotFeed
 from streams.settings import Settings
 from streams.worker import pack_state, unpack_state
 
@@ -76,6 +76,27 @@ class LivePipeline:
             self.writer.add("hotspots", table_rows.retired_hotspot_row(hid, retired_ms))
         await self.writer.flush_async()
         log.info("hot-spot index rebuilt: %d active hot spots", len(current))
+
+    # --- trial allocations -------------------------------------------------------
+    async def follow_allocations(self) -> None:
+        """Record the trial schedules published on `allocations` (`hotspot allocate --publish`)."""
+        written: dict[str, dict] = {}
+
+        async def changed(current: dict[str, dict], _retired: dict[str, int]) -> None:
+            new = [r for k, r in current.items() if written.get(k) != r]
+            for r in new:
+                self.writer.add("allocations", table_rows.allocation_row(r))
+            if new:
+                await self.writer.flush_async()
+                written.update({k: current[k] for k in current})
+                log.info("recorded %d trial allocation rows", len(new))
+
+        feed = CompactedFeed(self.settings.bootstrap_servers, on_change=changed, topic="allocations", schema="Allocation")
+        await feed.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await feed.stop()
 
     # --- pings ----------------------------------------------------------------
     async def handle(self, events) -> None:

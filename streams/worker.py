@@ -97,6 +97,10 @@ def create_app(settings: Settings) -> faust.App:
     async def follow_hotspots():
         await pipeline.follow_hotspots()
 
+    @app.task
+    async def follow_allocations():
+        await pipeline.follow_allocations()
+
     app.pipeline = pipeline  # for tests and the run command
     return app
 

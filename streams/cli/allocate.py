@@ -14,6 +14,7 @@ EXAMPLES = """examples:
   hotspot allocate --hotspots hotspots.geojson --design crossover --start 2025-03-03 --days 90 --seed 20250303 --out schedule.csv
   hotspot allocate --hotspots hotspots.geojson --design parallel --start 2025-03-03 --days 180 --seed 7 --block-by area --out schedule.csv
   hotspot allocate --hotspots analyst.geojson --design crossover --start 2025-03-03 --days 30 --seed 1 --group-by patrol_area
+  hotspot allocate --hotspots hotspots.geojson --design crossover --start 2025-03-03 --days 90 --seed 5 --publish  # into ClickHouse
 
 A trial day runs 06:00 to 05:59 local time (--tz, default Europe/London), named by
 the date it starts. Crossover: each day half of each block's units are treated.
@@ -39,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--tz", default="Europe/London", metavar="ZONE", help="the force's time zone (default Europe/London)")
     p.add_argument("--trial-id", metavar="ID", help="trial identifier (default: DESIGN-START-seedS)")
     p.add_argument("--out", metavar="FILE", help="CSV to write (default: standard output)")
+    p.add_argument("--publish", action="store_true",
+                   help="also publish the schedule to the running system (Kafka `allocations`); "
+                        "the worker records it in ClickHouse table `allocations`")
     p.set_defaults(handler=_allocate)
 
 
@@ -173,4 +177,26 @@ def _allocate(args) -> int:
         say(f"  warning: {len(singles)} block(s) hold one unit and simply alternate ({', '.join(singles[:5])})")
     if args.out:
         say(f"wrote {len(schedule.allocations):,} rows to {args.out}")
+    if args.publish:
+        count = publish_schedule(schedule)
+        say(f"published {count:,} allocation rows to the running system (ClickHouse table allocations)")
     return 0
+
+
+def allocation_record(row: dict) -> dict:
+    """The Avro `Allocation` of one `schedule_rows` row."""
+    return {"trial_id": row["trial_id"], "hotspot_id": row["hotspot_id"], "day": row["day"].isoformat(),
+            "starts_ms": int(row["starts_at"].timestamp() * 1000), "ends_ms": int(row["ends_at"].timestamp() * 1000),
+            "arm": row["arm"], "block": row["block"] or "", "design": row["design"], "seed": int(row["seed"])}
+
+
+def publish_schedule(schedule) -> int:
+    import asyncio
+
+    from streams.hotspotfeed import publish_records
+    from streams.settings import get_settings
+
+    s = get_settings()
+    keyed = [(f"{r['trial_id']}/{r['day'].isoformat()}/{r['hotspot_id']}", allocation_record(r))
+             for r in schedule_rows(schedule)]
+    return asyncio.run(publish_records(s.bootstrap_servers, "allocations", "Allocation", keyed, s.partitions))

@@ -42,13 +42,26 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when `hotspot run` dies, even by SIGKILL,
+    so no worker or gateway outlives the command that started it."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux/glibc: the normal stop path still applies
+
+
 class Child:
     def __init__(self, name: str, args: list[str], log: Path):
         self.name, self.log = name, log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], stdout=self._fh,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -59,13 +72,20 @@ class Child:
         except FileNotFoundError:
             return ""
 
+    def _signal(self, sig: int) -> None:
+        for send in (lambda: os.killpg(self.proc.pid, sig), lambda: self.proc.send_signal(sig)):
+            try:
+                send()
+            except ProcessLookupError:
+                pass  # already gone, or it left its group: the other way reaches it
+
     def stop(self, timeout_s: float = 30.0) -> None:
         if self.alive():
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            self._signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                self._signal(signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self._fh.close()
 

@@ -162,3 +162,36 @@ def test_kill_9_at_random_moments_during_50000_pings_loses_nothing_and_duplicate
         if sender.poll() is None:
             sender.kill()
         live.stop_worker()
+
+
+def test_trial_allocations_and_retired_hot_spots_reach_clickhouse_through_the_worker(make_broker, tmp_path):
+    import csv
+
+    sim = simulate(tmp_path / "sim", officers=1, hours=0.2, seed=41, ago_h=1)
+    broker = make_broker()
+    broker.start()
+    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
+    live.hotspot("hotspots", "publish", str(sim / "hotspots.geojson"))
+    live.start_worker()
+    try:
+        schedule = tmp_path / "schedule.csv"
+        live.hotspot("allocate", "--hotspots", str(sim / "hotspots.geojson"), "--design", "crossover",
+                     "--start", "2026-12-01", "--days", "14", "--seed", "9", "--out", str(schedule), "--publish")
+        with open(schedule) as fh:
+            want = sorted((r["hotspot_id"], r["day"], r["arm"]) for r in csv.DictReader(fh))
+        assert len(want) == 20 * 14
+        wait_until(lambda: int(live.scalar("SELECT count() FROM hotspot.allocations FINAL")) == len(want), 60,
+                   "the schedule to be recorded")
+        got = live.sql("SELECT hotspot_id, toString(day) AS day, arm FROM hotspot.allocations FINAL")
+        assert sorted((r["hotspot_id"], r["day"], r["arm"]) for r in got) == want
+        treated = live.sql("SELECT day, countIf(arm = 'treatment') AS t FROM hotspot.allocations FINAL GROUP BY day")
+        assert {int(r["t"]) for r in treated} == {10}  # crossover: half of 20 hot spots treated each day
+
+        retired = live.sql("SELECT id FROM hotspot.hotspots_current WHERE retired = 0 ORDER BY id LIMIT 1")[0]["id"]
+        live.hotspot("hotspots", "retire", retired)
+        wait_until(lambda: live.scalar(f"SELECT retired FROM hotspot.hotspots_current WHERE id = '{retired}'") == 1, 60,
+                   "the retirement to be recorded")
+        assert int(live.scalar("SELECT count() FROM hotspot.hotspots_current WHERE retired = 0")) == 19
+        assert retired not in live.hotspot("hotspots", "list")
+    finally:
+        live.stop_worker()

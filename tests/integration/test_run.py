@@ -6,6 +6,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 from tests.conftest import HOTSPOT, free_port, running
 
@@ -32,9 +33,20 @@ def read_until(proc: subprocess.Popen, prefix: str, timeout_s: float) -> list[st
 
 
 def _ours(data_dir) -> list[str]:
-    """Command lines of processes still running that were started for this data directory."""
-    out = subprocess.run(["pgrep", "-af", "."], capture_output=True, text=True).stdout.splitlines()
-    return [line for line in out if str(data_dir) in line and "pgrep" not in line]
+    """Live processes started for this data directory: its path on the command line (the broker)
+    or as HOTSPOT_DATA_DIR in the environment (worker, gateway, simulation)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or not running(int(proc.name)):
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if str(data_dir) in cmdline or f"HOTSPOT_DATA_DIR={data_dir}".encode() in environ:
+            found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
 
 
 def _sql(env, query: str) -> list[str]:
@@ -72,7 +84,7 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
         assert _ours(data_dir) == []
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.kill()  # its children get SIGTERM from the kernel (PR_SET_PDEATHSIG)
             proc.wait()
 
     # A second run finds topics and hot spots in place and the store already migrated.
@@ -89,3 +101,23 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+    # Even a `run` killed outright takes its children with it.
+    proc = subprocess.Popen([HOTSPOT, "run", "--no-gateway"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        read_until(proc, "ready in", 240)
+        workers = [line for line in _ours(data_dir) if "streams.cli worker" in line]
+        assert len(workers) == 1, workers
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any("streams.cli worker" in line for line in _ours(data_dir)):
+            time.sleep(0.2)  # polling a process's exit with a deadline
+        assert not any("streams.cli worker" in line for line in _ours(data_dir))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        # The broker is not a child (it outlives `run` by design when run is killed): stop it.
+        subprocess.run([HOTSPOT, "broker", "stop"], env=env, capture_output=True, timeout=120)

@@ -49,6 +49,9 @@ SAMPLES = {
                        arm="treatment"),
     "Activity": dict(activity_id="x1", user="pc123", device_id="dev-7", ts_ms=4, kind="engagement", hotspot_id="hs-1",
                      assignment_id="a1", note="spoke to shop owners", lat=None, lon=None, attributes={"people": "3"}),
+    "Allocation": dict(trial_id="crossover-2024-05-01-seed7", hotspot_id="hs-1", day="2024-05-01",
+                       starts_ms=1714539600000, ends_ms=1714626000000, arm="treatment", block="north", design="crossover",
+                       seed=7),
 }
 
 
