@@ -22,7 +22,7 @@ from schemas.codec import Codec, CodecError
 from sinks import metrics, rows as table_rows
 from sinks.clickhouse import is_embedded, make_client, migrate
 from sinks.query_server import serve_readonly_queries
-from sinks.writer import ClickHouseWriter
+from sinks.writer import ClickHouseWriter, RetryPolicy, is_permanent
 from streams import rows
 from streams.hotspotfeed import CompactedFeed, HotspotFeed
 from streams.settings import Settings
@@ -30,6 +30,34 @@ from streams.worker import pack_state, unpack_state
 
 log = logging.getLogger("hotspot.worker")
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a bug, the supervisor should restart us and someone should look
+
+
+def _open_store_when_available(settings: Settings) -> None:
+    """Apply migrations, waiting for ClickHouse for as long as it takes.
+
+    Until it answers, the worker consumes nothing: pings wait in Kafka, which is
+    the backpressure, and are processed once the store is back. Only errors that
+    retrying cannot cure (bad SQL, refused credentials) stop the worker.
+    """
+    import random
+
+    rng = random.Random()
+    policy = RetryPolicy(initial_delay_s=0.5, max_delay_s=5.0)
+    attempt = 0
+    while True:
+        try:
+            migrate(make_client(settings.effective_clickhouse_dsn), settings.clickhouse_database, settings.pings_ttl_days)
+            metrics.SINK_HEALTHY.labels(sink="worker").set(1)
+            return
+        except Exception as exc:
+            if is_permanent(exc):
+                raise
+            attempt += 1
+            delay_s = policy.delay_s(attempt, rng)
+            metrics.SINK_HEALTHY.labels(sink="worker").set(0)
+            log.warning("ClickHouse is not available (%s); retrying in %.1fs while pings wait in Kafka",
+                        str(exc).splitlines()[0][:200], delay_s)
+            time.sleep(delay_s)  # nothing else to do before the store opens: the consumer has not started
 
 
 class LivePipeline:
@@ -43,11 +71,14 @@ class LivePipeline:
         self.ping_codec = Codec("Ping")
         self.event_codec = Codec("PatrolEvent")
         self.reject_codec = Codec("RejectedPing")
+        # Decoded device states by key, with the exact bytes they came from: while the table
+        # still holds those bytes, the decoded state is reused instead of parsed again.
+        self._decoded: dict[bytes, tuple[bytes, DeviceState]] = {}
         self.lock = asyncio.Lock()  # the agent and the expiry timer both write device state
         self.ready = asyncio.Event()  # set once the hot-spot topic has been read to its end
         self._partitioner = DefaultPartitioner()
         self._partitions = list(range(settings.partitions))
-        migrate(make_client(settings.effective_clickhouse_dsn), settings.clickhouse_database, settings.pings_ttl_days)
+        _open_store_when_available(settings)
         self.query_server = None
         if is_embedded(settings.effective_clickhouse_dsn):
             # This process owns the embedded store now: it answers `hotspot sql` for everyone else.
@@ -141,8 +172,7 @@ class LivePipeline:
                 if blob is None:
                     applied[did] = -1
                 else:
-                    applied[did], _, state_bytes = unpack_state(blob)
-                    states[did] = DeviceState.from_bytes(state_bytes)
+                    applied[did], states[did] = self._load(did.encode(), blob)
             # A device's pings share one partition, delivered in offset order, so anything at or
             # below the highest offset already applied was seen: before a crash (saved state), or
             # earlier in this very batch when a rebalance seeks the partition back.
@@ -162,7 +192,7 @@ class LivePipeline:
         for did, offset in newest.items():
             state = result.states.get(did) or states.get(did)
             if state is not None:
-                self.table[did.encode()] = pack_state(offset, 0, state.to_bytes())
+                self._save(did.encode(), offset, state)
         await self._publish(result, record_of, [u for _, u in undecodable])
         self._count(result, len(undecodable))
         metrics.BATCH_SIZE.labels(stage="worker").observe(len(events))
@@ -182,8 +212,7 @@ class LivePipeline:
             offsets: dict[str, int] = {}
             states: dict[str, DeviceState] = {}
             for key, blob in list(self.table.items()):
-                offset, _, state_bytes = unpack_state(blob)
-                state = DeviceState.from_bytes(state_bytes)
+                offset, state = self._load(key, blob)
                 if state.deadline_ms(self.config) is not None and state.deadline_ms(self.config) <= now_ms:
                     did = key.decode()
                     offsets[did], states[did] = offset, state
@@ -195,9 +224,24 @@ class LivePipeline:
             self._add_rows(result, {}, {}, [])
             await self.writer.flush_async()
             for did, state in result.states.items():
-                self.table[did.encode()] = pack_state(offsets[did], 0, state.to_bytes())
+                self._save(did.encode(), offsets[did], state)
             await self._publish(result, {}, [])
             self._count(result, 0)
+
+    def _load(self, key: bytes, blob: bytes) -> tuple[int, DeviceState]:
+        """(highest applied offset, state) of a table value; parsed only if it changed."""
+        cached = self._decoded.get(key)
+        offset, _, state_bytes = unpack_state(blob)
+        if cached is not None and cached[0] is blob:
+            return offset, cached[1]
+        state = DeviceState.from_bytes(state_bytes)
+        self._decoded[key] = (blob, state)
+        return offset, state
+
+    def _save(self, key: bytes, offset: int, state: DeviceState) -> None:
+        blob = pack_state(offset, 0, state.to_bytes())
+        self.table[key] = blob
+        self._decoded[key] = (blob, state)
 
     def _caught_up(self) -> bool:
         """True when this worker holds pings partitions and has read each to its end.

@@ -49,6 +49,11 @@ def _ours(data_dir) -> list[str]:
     return found
 
 
+def _sql_raw(env, query: str) -> str:
+    proc = subprocess.run([HOTSPOT, "sql", query], capture_output=True, text=True, env=env, timeout=60)
+    return f"rc={proc.returncode} out={proc.stdout.strip()!r} err={proc.stderr.strip()[-500:]!r}"
+
+
 def _sql(env, query: str) -> list[str]:
     proc = subprocess.run([HOTSPOT, "sql", "--format", "csv", query], capture_output=True, text=True, env=env, timeout=60)
     return proc.stdout.splitlines()[1:] if proc.returncode == 0 else []
@@ -75,7 +80,12 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
         visits: list[str] = []
         while time.monotonic() < deadline and not visits:
             visits = _sql(env, "SELECT visit_id FROM hotspot.visits_current")
-        assert visits, "no visit within 120 s of the system being ready"
+        if not visits:
+            logs = {name: (data_dir / "logs" / f"{name}.log") for name in ("worker", "simulation")}
+            tails = {n: p.read_text(errors="replace")[-3000:] if p.exists() else "(none)" for n, p in logs.items()}
+            raise AssertionError(f"no visit within 120 s of the system being ready; sql: "
+                                 f"{_sql_raw(env, 'SELECT count() FROM hotspot.pings')}\n"
+                                 f"worker log:\n{tails['worker']}\nsimulation log:\n{tails['simulation']}")
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0
