@@ -22,6 +22,12 @@ class GatewayConfig:
     osmand_speed_unit: str = "kn"              # kn | kmh | mps | mph
     osmand_port: int = 0                       # >0: also answer the OsmAnd protocol at / on this port
     credentials_refresh_s: float = 1.0         # a revoked credential stops working within this delay
+    # OwnTracks over its rate: held on disk, released at the rate (gateway.held)
+    owntracks_held_max_per_device: int = 20_000   # ~3 MB; 28 h of pings at one per 5 s
+    owntracks_held_max_total: int = 1_000_000     # ~150 MB over all devices
+    owntracks_park_s: float = 60.0             # an over-bound request waits this long unanswered for room
+    owntracks_park_per_device: int = 2         # OwnTracks has one request in flight; more is not a phone
+    owntracks_park_total: int = 256
 
     @property
     def credentials_path(self) -> Path:
@@ -30,6 +36,10 @@ class GatewayConfig:
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "gateway-spool"
+
+    @property
+    def held_dir(self) -> Path:
+        return self.data_dir / "gateway-held"
 
     @classmethod
     def from_settings(cls, settings) -> "GatewayConfig":

@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 
 from gateway.config import GatewayConfig
 from gateway.credentials import CredentialStore, Principal
+from gateway.held import HeldPings
 from gateway.publisher import Publisher
 from gateway.ratelimit import RateLimiter
 
@@ -49,6 +50,7 @@ class GatewayState:
     credentials: CredentialStore
     publisher: Publisher
     limiter: RateLimiter
+    held: HeldPings | None = None  # OwnTracks pings over their rate; None: they get 429 like the others
 
 
 async def get_state(request: Request) -> GatewayState:

@@ -173,7 +173,18 @@ async def post_owntracks(device: OwnTracksDevice, body: RawBody, state: State, p
                     ping["extra"][key] = value[:64]
             pings.append(ping)
     if pings:
-        rate_limit(state, device.name, len(pings), "owntracks")
+        held = state.held
+        if held is None:
+            rate_limit(state, device.name, len(pings), "owntracks")
+        elif held.holding(device.name) or state.limiter.take(device.name, len(pings)) > 0:
+            # Over the device's rate, or behind pings that were: a 429 would be taken as
+            # delivery and lose them, so they are held on disk and released at the rate.
+            if not await held.admit(device.name, publisher.spool_records(pings)):
+                metrics.RATE_LIMITED.labels("owntracks").inc()
+                raise ApiError(429, "rate_limited", f"device {device.name} is over its rate and its held pings are "
+                               "at their limit; send again later", headers={"Retry-After": "30"})
+            metrics.PINGS_ACCEPTED.labels("owntracks").inc(len(pings))
+            return Response(b"[]", status_code=200, media_type="application/json")
         try:
             await publisher.send_or_spool(pings)
         except KafkaUnavailable as exc:  # no spool configured

@@ -22,6 +22,7 @@ from gateway import ingest, metrics
 from gateway.config import GatewayConfig
 from gateway.credentials import CredentialStore
 from gateway.deps import ApiError, GatewayState
+from gateway.held import HeldPings
 from gateway.publisher import Publisher
 from gateway.ratelimit import RateLimiter
 from gateway.spool import Spool
@@ -89,11 +90,16 @@ def build_state(config: GatewayConfig, *, producer: Any = None, credentials: Cre
     publisher = Publisher(codec=codec, producer=producer, producer_factory=factory,
                           spool=spool if spool is not None else Spool(config.spool_dir),
                           ack_timeout_s=config.ack_timeout_s)
+    limiter = RateLimiter(config.device_rate_pings_per_s, config.device_burst_pings)
+    held = HeldPings(config.held_dir, limiter, max_per_device=config.owntracks_held_max_per_device,
+                     max_total=config.owntracks_held_max_total, park_s=config.owntracks_park_s,
+                     park_per_device=config.owntracks_park_per_device, park_total=config.owntracks_park_total)
     return GatewayState(
         config=config,
         credentials=credentials or CredentialStore(config.credentials_path, refresh_s=config.credentials_refresh_s),
         publisher=publisher,
-        limiter=RateLimiter(config.device_rate_pings_per_s, config.device_burst_pings),
+        limiter=limiter,
+        held=held,
     )
 
 
@@ -117,9 +123,11 @@ def create_app(settings=None, *, config: GatewayConfig | None = None, producer: 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await state.publisher.start()
+        state.held.start(state.publisher)
         try:
             yield
         finally:
+            await state.held.stop()
             await state.publisher.stop()
 
     app = _app(state, title="Hotspot Patrol gateway", lifespan=lifespan)
@@ -131,7 +139,7 @@ def create_app(settings=None, *, config: GatewayConfig | None = None, producer: 
         depth = publisher.spool.depth if publisher.spool is not None else 0
         return _json_response(200, {"status": "ok" if publisher.ready and depth == 0 else "degraded",
                                     "kafka": "connected" if publisher.ready else "connecting",
-                                    "spool_depth": depth})
+                                    "spool_depth": depth, "held_depth": state.held.depth})
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     async def prometheus() -> Response:

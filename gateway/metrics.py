@@ -13,3 +13,7 @@ SPOOL_DEPTH = Gauge("gateway_spool_depth", "Pings in the durable spool waiting f
 SPOOLED = Counter("gateway_spooled_total", "Pings written to the spool")
 SPOOL_REPLAYED = Counter("gateway_spool_replayed_total", "Pings replayed from the spool into Kafka")
 RATE_LIMITED = Counter("gateway_rate_limited_total", "Requests refused with 429", ["source"])
+HELD = Counter("gateway_owntracks_held_total", "OwnTracks pings over their device's rate, held durably instead of refused")
+HELD_RELEASED = Counter("gateway_owntracks_held_released_total", "Held OwnTracks pings released into Kafka")
+HELD_DEPTH = Gauge("gateway_owntracks_held_depth", "Held OwnTracks pings waiting for their device's rate")
+PARKED = Gauge("gateway_owntracks_parked", "OwnTracks requests waiting unanswered for room in the held queues")

@@ -195,6 +195,14 @@ class Publisher:
             except KafkaTimeoutError:
                 await asyncio.sleep(0)
 
+    def spool_records(self, pings: list[dict]) -> list[Record]:
+        """The pings encoded as the records a spool keeps."""
+        return [Record(self.topic, key, value) for key, value in self._records(pings)]
+
+    async def send_records(self, records: list[Record]) -> None:
+        """Spooled records to Kafka; return once acknowledged, else raise KafkaUnavailable."""
+        await self._send_records([(r.key, r.value) for r in records])
+
     async def send(self, pings: list[dict]) -> None:
         """Return once Kafka acknowledged every ping; raise KafkaUnavailable otherwise."""
         await self._send_records(self._records(pings))

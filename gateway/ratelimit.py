@@ -22,3 +22,19 @@ class RateLimiter:
             return 0.0
         self._buckets[device_id] = (tokens, now)
         return (cost - tokens) / self.rate if self.rate > 0 else float("inf")
+
+    def take_up_to(self, device_id: str, most: int) -> tuple[int, float]:
+        """Take as many whole pings as the bucket holds now, at most `most`.
+
+        Returns (taken, seconds until one more ping may pass). Used to release
+        held pings at exactly the device's allowed rate.
+        """
+        now = self.clock()
+        tokens, at = self._buckets.get(device_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        taken = max(0, min(int(most), int(tokens)))
+        tokens -= taken
+        self._buckets[device_id] = (tokens, now)
+        if tokens >= 1:
+            return taken, 0.0
+        return taken, (1 - tokens) / self.rate if self.rate > 0 else float("inf")

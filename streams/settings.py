@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     gateway_osmand_speed_unit: str = Field("kn", pattern="^(kn|kmh|mps|mph)$", description="Unit of OsmAnd `speed` (Traccar: knots).")
     gateway_osmand_port: int = Field(0, ge=0, le=65535, description="Extra listener answering OsmAnd at / (0: off).")
     gateway_credentials_refresh_s: float = Field(1.0, gt=0, description="How soon a revoked credential stops working.")
+    gateway_owntracks_held_max_per_device: int = Field(20_000, ge=1, description="OwnTracks pings over the rate held on disk per device.")
+    gateway_owntracks_held_max_total: int = Field(1_000_000, ge=1, description="OwnTracks pings held on disk over all devices.")
+    gateway_owntracks_park_s: float = Field(60.0, ge=0, description="How long an OwnTracks request past the held limits waits unanswered for room.")
 
     @field_validator("data_dir", "kafka_jars_dir", mode="after")
     @classmethod

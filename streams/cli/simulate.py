@@ -11,6 +11,8 @@ EXAMPLES = """examples:
   hotspot simulate --out sim/ --hotspots hotspots.geojson  # patrol your own hot spots
   hotspot simulate --out edges/ --scenario edges_15m       # only drive-bys and edge walks, 15 m accuracy
   hotspot simulate --live --officers 20                    # into the running system, in real time
+  hotspot simulate --via gateway --officers 20             # the same through the gateway's HTTP API, as phones do
+  hotspot simulate --via gateway --protocols native,owntracks,osmand --speed max --hours 1
   hotspot replay --pings sim/pings.csv --hotspots sim/hotspots.geojson --out sim/replay
 
 writes to DIR: pings.csv (replay format, delivery order), hotspots.geojson, and the truth:
@@ -30,6 +32,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--live", action="store_true",
                    help="publish to the running system in real time instead of writing files (officers already "
                         "10 minutes into their shift; patrols the published hot spots, or publishes a generated town)")
+    p.add_argument("--via", choices=("kafka", "gateway"), default=None,
+                   help="live path: kafka (same as --live) or gateway: register a device credential per officer "
+                        "(sim-001, ...) and POST their pings to the gateway over HTTP")
+    p.add_argument("--url", metavar="URL", help="gateway base URL for --via gateway (default http://HTTP_HOST:HTTP_PORT "
+                                                "from the settings, i.e. http://127.0.0.1:8080)")
+    p.add_argument("--speed", choices=("real", "max"), default="real",
+                   help="--via gateway: real time (default), or max: every ping as fast as the gateway accepts")
+    p.add_argument("--protocols", default="native", metavar="P[,P...]",
+                   help="--via gateway: protocols handed to officers in turn: native, owntracks, osmand (default native)")
+    p.add_argument("--concurrency", type=int, default=16, metavar="N",
+                   help="--via gateway: most requests in flight (default 16)")
     p.add_argument("--officers", type=int, default=8, metavar="N", help="officers, one device each (default 8)")
     p.add_argument("--hours", type=float, default=8.0, metavar="H", help="shift length in hours (default 8)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
@@ -49,7 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _simulate(args) -> int:
     from pathlib import Path
 
-    if args.live:
+    if args.via == "gateway":
+        return _simulate_via_gateway(args)
+    if args.live or args.via == "kafka":
         return _simulate_live(args)
 
     from processors.simulation import PROFILES, SCENARIOS, Simulation, scenario_config
@@ -150,4 +165,77 @@ def _simulate_live(args) -> int:
 
     sent = asyncio.run(main())
     print(f"sent {sent} simulated pings", flush=True)
+    return 0
+
+
+def _simulate_via_gateway(args) -> int:
+    import asyncio
+    import signal
+    from pathlib import Path
+
+    from streams.cli import CommandError
+    from streams.gatewaysim import PROTOCOLS, assign_protocols, register_devices, run_via_gateway
+    from streams.livesim import plan
+    from streams.settings import get_settings
+    from streams.simfiles import load_hotspot_features, parse_ts_ms
+
+    if not 1 <= args.officers <= 10_000:
+        raise CommandError("--officers must be between 1 and 10000")
+    if not 0 < args.hours <= 168:
+        raise CommandError("--hours must be more than 0 and at most 168")
+    if not 1 <= args.concurrency <= 1024:
+        raise CommandError("--concurrency must be between 1 and 1024")
+    protocols = [x.strip() for x in args.protocols.split(",") if x.strip()]
+    bad = [x for x in protocols if x not in PROTOCOLS]
+    if bad or not protocols:
+        raise CommandError(f"unknown --protocols {', '.join(bad) or '(none)'}; choose from {', '.join(PROTOCOLS)}")
+    settings = get_settings()
+    url = args.url or f"http://{settings.http_host}:{settings.http_port}"
+    if not url.startswith(("http://", "https://")):
+        raise CommandError(f"--url {url!r} must start with http:// or https://")
+    backlog_s = 600.0
+    if args.start:
+        try:
+            start_ms = parse_ts_ms(args.start)
+        except ValueError:
+            raise CommandError(f"--start {args.start!r} is not ISO-8601, e.g. 2025-06-12T08:00:00+01:00") from None
+        backlog_s = max(0.0, time.time() - start_ms / 1000)  # a shift already under way: catch up, then real time
+    else:
+        start_ms = int(time.time() * 1000) - int(backlog_s * 1000)
+    features = None
+    if args.hotspots:
+        try:
+            features = load_hotspot_features(Path(args.hotspots))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    sim = plan(args.officers, args.seed, args.hours, start_ms, features)
+    device_ids = list(sim.device_ids)
+    secrets = register_devices(settings.data_dir, device_ids)
+    registered_at = time.monotonic()
+    assigned = assign_protocols(device_ids, protocols)
+    total = len(sim.ping_table())
+    print(f"registered {len(device_ids)} devices ({device_ids[0]}..{device_ids[-1]}) in {settings.data_dir}; "
+          f"sending {total:,} pings to {url} ({', '.join(protocols)}; speed {args.speed})", flush=True)
+
+    def progress(stats) -> None:
+        print(f"  {stats.acknowledged:,}/{total:,} pings acknowledged, {stats.requests:,} requests, "
+              f"{stats.retries} retries, {stats.rate_limited} rate-limited", file=sys.stderr, flush=True)
+
+    async def main():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_via_gateway(sim, url, secrets, assigned, speed=args.speed, backlog_s=backlog_s,
+                                     concurrency=args.concurrency, stop=stop, registered_at=registered_at,
+                                     progress=progress)
+
+    t0 = time.monotonic()
+    stats = asyncio.run(main())
+    per = ", ".join(f"{k} {v:,}" for k, v in sorted(stats.by_protocol.items()))
+    print(f"acknowledged {stats.acknowledged:,} of {total:,} pings ({per}) in {stats.requests:,} requests, "
+          f"{stats.retries} retries, {stats.rate_limited} rate-limited, {stats.rejected} rejected, "
+          f"{stats.failed} failed ({time.monotonic() - t0:.1f}s)", flush=True)
+    if stats.failed or stats.rejected:
+        raise CommandError(f"{stats.failed + stats.rejected} pings not delivered: {stats.first_problem}")
     return 0

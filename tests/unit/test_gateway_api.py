@@ -264,7 +264,7 @@ def test_osmand_listener_answers_at_root_for_unmodified_traccar_clients(env):
 def test_openapi_health_and_metrics(env):
     spec = env.client.get("/openapi.json").json()
     assert {"/v1/pings", "/v1/owntracks", "/v1/osmand", "/healthz", "/metrics"} <= set(spec["paths"])
-    assert env.client.get("/healthz").json() == {"status": "ok", "kafka": "connected", "spool_depth": 0}
+    assert env.client.get("/healthz").json() == {"status": "ok", "kafka": "connected", "spool_depth": 0, "held_depth": 0}
     env.client.post("/v1/pings", json=[PING, {"lat": 1}], headers=bearer(env.secret))
     text = env.client.get("/metrics").text
     assert 'gateway_pings_accepted_total{source="native"}' in text
