@@ -43,7 +43,8 @@ async def run_live(bootstrap: str, partitions: int, officers: int, seed: int = 1
         # Patrol the hot spots the force has published.
         features = [{"type": "Feature", "geometry": json.loads(r["geometry_geojson"]),
                      "properties": {"id": r["id"], "name": r["name"], "briefing": r.get("briefing", ""),
-                                    "buffer_m": r.get("buffer_m") or 0.0}} for r in current.values()]
+                                    "buffer_m": r.get("buffer_m") or 0.0}}
+                    for _, r in sorted(current.items())]  # a fixed order: the same seed plans the same shift
     now_ms = int(time.time() * 1000)
     sim = await asyncio.to_thread(plan, officers, seed, hours, now_ms - int(backlog_s * 1000), features)
     if not current and publish_town:

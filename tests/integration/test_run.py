@@ -63,7 +63,7 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
     env = {**cli_env, "HOTSPOT_KAFKA_PORT": str(free_port()), "HOTSPOT_KAFKA_CONTROLLER_PORT": str(free_port()),
            "HOTSPOT_HTTP_PORT": str(free_port()), "HOTSPOT_WORKER_METRICS_PORT": "0"}
     data_dir = tmp_path / "var"
-    proc = subprocess.Popen([HOTSPOT, "run", "--simulate", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([HOTSPOT, "run", "--simulate", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
         lines = read_until(proc, "ready in", 240)
