@@ -69,7 +69,7 @@ def _simulate(args) -> int:
 
     from processors.simulation import PROFILES, SCENARIOS, Simulation, scenario_config
     from streams.cli import CommandError
-    from streams.simfiles import load_hotspot_features, parse_ts_ms, write_simulation
+    from streams.simfiles import parse_ts_ms, write_simulation
 
     if args.scenario not in SCENARIOS:
         raise CommandError(f"unknown --scenario {args.scenario!r}; choose one of {', '.join(SCENARIOS)}")
@@ -103,12 +103,7 @@ def _simulate(args) -> int:
         if bad:
             raise CommandError(f"unknown --profiles {', '.join(bad)}; choose from {', '.join(PROFILES)}")
         overrides["profiles"] = profiles
-    features = None
-    if args.hotspots:
-        try:
-            features = load_hotspot_features(Path(args.hotspots))
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+    features = _features(args)
     try:
         config = scenario_config(args.scenario, **overrides)
         sim = Simulation(config, features)
@@ -171,13 +166,12 @@ def _simulate_live(args) -> int:
 def _simulate_via_gateway(args) -> int:
     import asyncio
     import signal
-    from pathlib import Path
 
     from streams.cli import CommandError
     from streams.gatewaysim import PROTOCOLS, assign_protocols, register_devices, run_via_gateway
     from streams.livesim import plan
     from streams.settings import get_settings
-    from streams.simfiles import load_hotspot_features, parse_ts_ms
+    from streams.simfiles import parse_ts_ms
 
     if not 1 <= args.officers <= 10_000:
         raise CommandError("--officers must be between 1 and 10000")
@@ -202,12 +196,7 @@ def _simulate_via_gateway(args) -> int:
         backlog_s = max(0.0, time.time() - start_ms / 1000)  # a shift already under way: catch up, then real time
     else:
         start_ms = int(time.time() * 1000) - int(backlog_s * 1000)
-    features = None
-    if args.hotspots:
-        try:
-            features = load_hotspot_features(Path(args.hotspots))
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+    features = _features(args)
     sim = plan(args.officers, args.seed, args.hours, start_ms, features)
     device_ids = list(sim.device_ids)
     secrets = register_devices(settings.data_dir, device_ids)
@@ -239,3 +228,18 @@ def _simulate_via_gateway(args) -> int:
     if stats.failed or stats.rejected:
         raise CommandError(f"{stats.failed + stats.rejected} pings not delivered: {stats.first_problem}")
     return 0
+
+
+def _features(args):
+    """The hot spots of --hotspots as GeoJSON features, or None for a generated town."""
+    from pathlib import Path
+
+    from streams.cli import CommandError
+    from streams.simfiles import load_hotspot_features
+
+    if not args.hotspots:
+        return None
+    try:
+        return load_hotspot_features(Path(args.hotspots))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None

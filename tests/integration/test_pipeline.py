@@ -35,6 +35,16 @@ def _accounted(live: LiveSystem) -> int:
         return -1
 
 
+def _live(make_broker, tmp_path, hotspots=None) -> LiveSystem:
+    """A fresh broker and data directory, with these hot spots published (no worker yet)."""
+    broker = make_broker()
+    broker.start()
+    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
+    if hotspots is not None:
+        live.hotspot("hotspots", "publish", str(hotspots))
+    return live
+
+
 def live_tables(live: LiveSystem) -> dict[str, list[dict]]:
     return {
         "visits": live.sql("SELECT visit_id, device_id, hotspot_id, toUnixTimestamp64Milli(entered_at) AS entered_ms, "
@@ -89,10 +99,7 @@ def assert_live_equals_replay(live: dict[str, list[dict]], expected: dict[str, l
 def test_live_pings_give_the_same_visits_stops_modes_and_rejects_as_replay(make_broker, tmp_path):
     sim = simulate(tmp_path / "sim", officers=6, hours=1.5, seed=11, ago_h=2)
     expected = replay(sim, tmp_path / "replay", NO_SILENCE)
-    broker = make_broker()
-    broker.start()
-    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
-    live.hotspot("hotspots", "publish", str(sim / "hotspots.geojson"))
+    live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
     live.start_worker()
     try:
         live.hotspot("pings", "send", str(sim / "pings.csv"))
@@ -107,9 +114,7 @@ def test_a_hot_spot_published_while_the_worker_runs_takes_effect_without_restart
     before = simulate(tmp_path / "before", officers=4, hours=1, seed=21, ago_h=3)
     after = simulate(tmp_path / "after", officers=4, hours=1, seed=22, ago_h=1.5,
                      extra=("--hotspots", str(before / "hotspots.geojson")))
-    broker = make_broker()
-    broker.start()
-    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
+    live = _live(make_broker, tmp_path)
     live.start_worker()
     try:
         live.hotspot("pings", "send", str(before / "pings.csv"))
@@ -143,10 +148,7 @@ def test_kill_9_at_random_moments_during_50000_pings_loses_nothing_and_duplicate
     total = _line_count(sim / "pings.csv")
     assert total >= 50_000
     expected = replay(sim, tmp_path / "replay", NO_SILENCE)
-    broker = make_broker()
-    broker.start()
-    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
-    live.hotspot("hotspots", "publish", str(sim / "hotspots.geojson"))
+    live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
     live.start_worker()
     rng = random.Random(2026)
     sender = subprocess.Popen([HOTSPOT, "pings", "send", "--rate", "2000", str(sim / "pings.csv")],
@@ -173,10 +175,7 @@ def test_trial_allocations_and_retired_hot_spots_reach_clickhouse_through_the_wo
     import csv
 
     sim = simulate(tmp_path / "sim", officers=1, hours=0.2, seed=41, ago_h=1)
-    broker = make_broker()
-    broker.start()
-    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
-    live.hotspot("hotspots", "publish", str(sim / "hotspots.geojson"))
+    live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
     live.start_worker()
     try:
         schedule = tmp_path / "schedule.csv"
@@ -208,10 +207,7 @@ def test_clickhouse_unavailable_for_a_while_then_back_loses_nothing(make_broker,
     sim = simulate(tmp_path / "sim", officers=4, hours=1, seed=51, ago_h=1.5)
     total = _line_count(sim / "pings.csv")
     expected = replay(sim, tmp_path / "replay", NO_SILENCE)
-    broker = make_broker()
-    broker.start()
-    live = LiveSystem(tmp_path / "var", broker, NO_SILENCE)
-    live.hotspot("hotspots", "publish", str(sim / "hotspots.geojson"))
+    live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
     # Another process holds the ClickHouse store: for the worker, ClickHouse is down.
     dsn = f"chdb://{live.data_dir / 'clickhouse'}"
     holder = subprocess.Popen([sys.executable, "-c", f"from sinks.clickhouse import make_client; c = make_client({dsn!r}); "
