@@ -9,13 +9,11 @@ difference allowed is at the end of the data: what replay closes as
 """
 from __future__ import annotations
 
-import random
 import subprocess
 from collections import Counter
 
 import pytest
 
-from tests.conftest import HOTSPOT
 from tests.integration.live import LiveSystem, ms, replay, simulate, wait_until
 
 NO_SILENCE = {"signal_loss_s": 36000}
@@ -141,34 +139,6 @@ def _first_ts(path) -> str:
 
     with open(path) as fh:
         return min(row["ts"] for row in csv.DictReader(fh))
-
-
-def test_kill_9_at_random_moments_during_50000_pings_loses_nothing_and_duplicates_nothing(make_broker, tmp_path):
-    sim = simulate(tmp_path / "sim", officers=45, hours=3, seed=31, ago_h=3.2)
-    total = _line_count(sim / "pings.csv")
-    assert total >= 50_000
-    expected = replay(sim, tmp_path / "replay", NO_SILENCE)
-    live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
-    live.start_worker()
-    rng = random.Random(2026)
-    sender = subprocess.Popen([HOTSPOT, "pings", "send", "--rate", "2000", str(sim / "pings.csv")],
-                              env=live.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(4):
-            # Let the worker run a random while (it is mid-batch most of the time), then kill -9 and restart.
-            target = min(total, _accounted(live) + rng.randint(2_000, 9_000))
-            wait_until(lambda: _accounted(live) >= target, 300, "the worker to make progress")
-            live.kill_worker()
-            live.start_worker()
-        assert sender.wait(timeout=600) == 0, sender.stderr.read()
-        # `>=` so that a ping stored twice shows up as a failed equality below, not as a timeout.
-        wait_until(lambda: _accounted(live) >= total, 600, f"all {total} pings stored or rejected")
-        assert _accounted(live) == total
-        assert_live_equals_replay(live_tables(live), expected)
-    finally:
-        if sender.poll() is None:
-            sender.kill()
-        live.stop_worker()
 
 
 def test_trial_allocations_and_retired_hot_spots_reach_clickhouse_through_the_worker(make_broker, tmp_path):
