@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,21 @@ def cli_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTSPOT_")}
     env["HOTSPOT_DATA_DIR"] = str(tmp_path / "var")
     return env
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.05):
+    """Poll `predicate` until it returns something truthy (returned); fail naming `what` at the deadline.
+
+    The one way tests wait: on a condition, never for a fixed time.
+    """
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)  # the poll interval of a wait bounded by the deadline
+    raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what} (last: {last!r})")
 
 
 def running(pid: int | None) -> bool:

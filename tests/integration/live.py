@@ -11,26 +11,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tests.conftest import HOTSPOT, running
+from tests.conftest import HOTSPOT, running, wait_until  # noqa: F401  (wait_until re-exported for tests)
 
 READY_LINE = "hot-spot index rebuilt"
-
-
-def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.5):
-    """Poll `predicate` until it returns a truthy value; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval_s)  # polling interval of a condition with a deadline
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
 
 
 @dataclass

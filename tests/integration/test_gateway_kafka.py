@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
-import time
 import uuid
 
 import pytest
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 from gateway.config import GatewayConfig
 from gateway.credentials import CredentialStore
 from gateway.main import create_app
+from tests.conftest import wait_until
 from schemas.codec import Codec
 from streams.kafka import ensure_topics
 
@@ -117,23 +117,18 @@ def test_broker_stopped_mid_stream_loses_no_acknowledged_ping(make_broker, tmp_p
                 assert r.status_code == 200, r.text
                 acked.add(ts)
 
-    def wait_for(condition, what: str, timeout_s: float = 90) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.05)  # polling a condition under a deadline
-
     with TestClient(app) as client:
         publisher = app.state.gateway.publisher
         sender = threading.Thread(target=send_forever, args=(client,), daemon=True)
         sender.start()
-        wait_for(lambda: len(acked) >= 100, "100 pings before the outage")
+        wait_until(lambda: len(acked) >= 100, 90, "100 pings before the outage")
         broker.stop()
-        wait_for(lambda: publisher.spool.depth >= 10 and len(refused) >= 1, "pings spooled and refused during the outage")
+        wait_until(lambda: publisher.spool.depth >= 10 and len(refused) >= 1, 90,
+                   "pings spooled and refused during the outage")
         before_restart = len(acked)
         broker.start()
-        wait_for(lambda: len(acked) >= before_restart + 100 and publisher.spool.depth == 0,
-                 "100 more pings after the restart and the spool drained")
+        wait_until(lambda: len(acked) >= before_restart + 100 and publisher.spool.depth == 0, 90,
+                   "100 more pings after the restart and the spool drained")
         stop.set()
         sender.join(timeout=30)
         assert not sender.is_alive()

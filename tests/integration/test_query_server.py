@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import HOTSPOT, running
+from tests.conftest import HOTSPOT, running, wait_until
 
 OWNER = textwrap.dedent("""
     import sys, time
@@ -116,9 +116,7 @@ def test_a_missing_or_stale_owner_file_gives_one_clear_line(tmp_path, cli_env):
             f"and the owning process does not serve queries (no {data_dir / 'clickhouse.owner'})")
         gone = subprocess.Popen([sys.executable, "-c", "pass"])
         gone.wait(timeout=30)
-        deadline = time.monotonic() + 10
-        while running(gone.pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not running(gone.pid), 10, "the short-lived process to be gone", interval_s=0.01)
         (data_dir / "clickhouse.owner").write_text(json.dumps({"pid": gone.pid, "port": 1, "token": "t",
                                                                "store": str((data_dir / "clickhouse").resolve())}))
         stale = sql(env, "SELECT 1")

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.conftest import HOTSPOT, free_port, running
+from tests.conftest import HOTSPOT, free_port, running, wait_until
 
 
 def read_until(proc: subprocess.Popen, prefix: str, timeout_s: float) -> list[str]:
@@ -76,11 +76,10 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
 
         # The simulated officers are already on patrol: visits show up through `hotspot sql`
         # (answered by the worker, which owns the embedded store).
-        deadline = time.monotonic() + 120
-        visits: list[str] = []
-        while time.monotonic() < deadline and not visits:
-            visits = _sql(env, "SELECT visit_id FROM hotspot.visits_current")
-        if not visits:
+        try:
+            wait_until(lambda: _sql(env, "SELECT visit_id FROM hotspot.visits_current"), 120, "a visit",
+                       interval_s=0.2)
+        except AssertionError:
             logs = {name: (data_dir / "logs" / f"{name}.log") for name in ("worker", "simulation")}
             tails = {n: p.read_text(errors="replace")[-3000:] if p.exists() else "(none)" for n, p in logs.items()}
             raise AssertionError(f"no visit within 120 s of the system being ready; sql: "
@@ -121,10 +120,8 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
         assert len(workers) == 1, workers
         proc.kill()
         proc.wait(timeout=30)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and any("streams.cli worker" in line for line in _ours(data_dir)):
-            time.sleep(0.2)  # polling a process's exit with a deadline
-        assert not any("streams.cli worker" in line for line in _ours(data_dir))
+        wait_until(lambda: not any("streams.cli worker" in line for line in _ours(data_dir)), 60,
+                   "the killed run's worker to exit")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -16,7 +16,7 @@ import pytest
 
 from streams.kafka import ensure_topics
 from streams.livesim import plan
-from tests.conftest import HOTSPOT, free_port
+from tests.conftest import HOTSPOT, free_port, wait_until
 from tests.integration.test_gateway_kafka import _read_pings
 
 pytestmark = pytest.mark.integration
@@ -31,17 +31,15 @@ def gateway_process(kafka_broker, tmp_path):
     proc = subprocess.Popen([HOTSPOT, "gateway", "--port", str(port), "--log-level", "warning"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    def connected() -> bool:
+        assert proc.poll() is None, f"gateway exited: {proc.stdout.read()}"
+        try:
+            return httpx.get(url + "/healthz", timeout=1).json()["kafka"] == "connected"
+        except httpx.HTTPError:
+            return False
+
     try:
-        while True:
-            assert proc.poll() is None, f"gateway exited: {proc.stdout.read()}"
-            try:
-                if httpx.get(url + "/healthz", timeout=1).json()["kafka"] == "connected":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "gateway did not connect to Kafka within 30 s"
-            time.sleep(0.1)  # polling a condition under a deadline
+        wait_until(connected, 30, "the gateway to connect to Kafka", interval_s=0.1)
         yield url, env
     finally:
         proc.terminate()

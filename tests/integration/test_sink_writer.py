@@ -17,18 +17,9 @@ from prometheus_client import REGISTRY
 from sinks.clickhouse import make_client, migrate
 from sinks.rows import patrol_event_row, state_version
 from sinks.writer import ClickHouseWriter, RetryPolicy, SinkBackpressure, SinkRejected
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 
 FAST_RETRY = RetryPolicy(initial_delay_s=0.01, max_delay_s=0.05)
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 class Store:
@@ -265,7 +256,7 @@ def test_a_store_owned_by_another_process_is_an_outage_the_flush_waits_out(tmp_p
         done = []
         flusher = threading.Thread(target=lambda: done.append(w.flush()))
         flusher.start()
-        wait_for(lambda: w.attempts >= 3, 60, "three failed attempts while the store is held")
+        wait_until(lambda: w.attempts >= 3, 60, "three failed attempts while the store is held")
         assert flusher.is_alive() and not done
         assert not w.healthy and w.state == "retrying" and w.pending_rows == 500
         assert "in use by another process" in w.last_error
@@ -313,7 +304,7 @@ def test_rows_added_during_a_flush_wait_for_the_next_flush(store):
     done = []
     flusher = threading.Thread(target=lambda: done.append(w.flush()))
     flusher.start()
-    wait_for(lambda: w.attempts >= 1, 30, "the flush to start")
+    wait_until(lambda: w.attempts >= 1, 30, "the flush to start")
     w.add("stops", {**row, "stop_id": "s2"})
     assert w.pending_rows == 2
     flaky.up.set()

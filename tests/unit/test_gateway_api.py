@@ -21,6 +21,7 @@ from gateway.config import GatewayConfig
 from gateway.credentials import CredentialStore
 from gateway.main import create_app, create_osmand_app
 from gateway.spool import Spool
+from tests.conftest import wait_until
 from schemas.codec import Codec
 
 OWNTRACKS_EXAMPLE = b'{"_type":"location","acc":15,"alt":440,"batt":46,"conn":"w","lat":46.0681247,' \
@@ -215,9 +216,8 @@ def test_owntracks_pings_kafka_cannot_take_are_spooled_then_replayed_in_order(en
     spool = env.app.state.gateway.publisher.spool
     assert spool.depth == 3 and env.producer.sent == []
     env.producer.down = False
-    deadline = time.monotonic() + 10
-    while spool.depth and time.monotonic() < deadline:
-        env.client.get("/healthz")  # lets the app's loop run the replay task
+    # Each request lets the app's loop run the replay task.
+    wait_until(lambda: env.client.get("/healthz") and spool.depth == 0, 10, "the spool to be replayed")
     assert [p["ts_ms"] for p in env.producer.pings()] == [1551874878000, 1551874879000, 1551874880000]
 
 

@@ -18,6 +18,7 @@ from gateway.held import HeldPings
 from gateway.main import create_app
 from gateway.ratelimit import RateLimiter
 from gateway.spool import Record
+from tests.conftest import wait_until
 from tests.unit.test_gateway_api import OWNTRACKS_EXAMPLE, KeepingProducer, basic
 
 
@@ -33,20 +34,13 @@ def owntracks(tst: int) -> bytes:
     return OWNTRACKS_EXAMPLE.replace(b"1551874878", str(tst).encode())
 
 
-def wait_until(condition, what: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)  # polling a condition under a deadline
-
-
 def drain(gw) -> None:
     """Let time pass on the limiter's clock until nothing is held."""
     def advanced_and_empty() -> bool:
         gw.clock.now += 1.0
         return gw.held.depth == 0
 
-    wait_until(advanced_and_empty, "every held ping released")
+    wait_until(advanced_and_empty, 10, "every held ping released", interval_s=0.01)
 
 
 @pytest.fixture
@@ -77,7 +71,8 @@ def test_owntracks_pings_over_the_rate_are_held_answered_200_and_released_at_the
 
     gw.clock.now += 1.0  # two more pings' worth of tokens
     # A ping reaches the producer a moment before the queue forgets it: wait for both.
-    wait_until(lambda: len(gw.producer.sent) == 4 and gw.held.device_depth("pc-17") == 2, "two held pings released")
+    wait_until(lambda: len(gw.producer.sent) == 4 and gw.held.device_depth("pc-17") == 2,
+               10, "two held pings released", interval_s=0.01)
     assert len(gw.producer.sent) == 4 and gw.held.device_depth("pc-17") == 2  # not one more than the bucket allowed
 
     assert post(gw, 1551874878 + 6).status_code == 200  # joins the end of the queue, behind the held ones
@@ -96,7 +91,7 @@ def test_past_the_device_cap_a_request_waits_unanswered_for_room_then_is_held(gw
     answer: list = []
     sender = threading.Thread(target=lambda: answer.append(post(gw, 1551874878 + 7)), daemon=True)
     sender.start()
-    wait_until(lambda: gw.held._parked_total == 1, "the request over the cap to be parked")
+    wait_until(lambda: gw.held._parked_total == 1, 10, "the request over the cap to be parked", interval_s=0.01)
     assert answer == [] and gw.held.device_depth("pc-17") == 5  # no answer yet, nothing past the cap on disk
     gw.clock.now += 0.5  # room for one
     sender.join(timeout=10)
