@@ -1,5 +1,6 @@
-"""Crash soak: kill -9 the worker at random moments while ~50,000 pings stream in, then
-compare the tables with `hotspot replay` of the same pings. Prints what differs.
+"""Crash soak: the CI test's kill -9 scenario (tests/integration/test_pipeline.py) with
+more kills and a chosen seed: kill -9 the worker at random moments while ~50,000 pings stream
+in, then compare the tables with `hotspot replay` of the same pings. Prints what differs.
 
     .venv/bin/python bench/crash_soak.py [--kills 4] [--seed 2026] [--keep DIR]
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import HOTSPOT  # noqa: E402
 from tests.integration.conftest import Broker  # noqa: E402
-from tests.integration.live import LiveSystem, replay, simulate, wait_until  # noqa: E402
-from tests.integration.test_pipeline import NO_SILENCE, _accounted, _line_count, assert_live_equals_replay, live_tables  # noqa: E402
+from tests.integration.live import LiveSystem, replay, simulate  # noqa: E402
+from tests.integration.test_pipeline import (  # noqa: E402
+    NO_SILENCE, _accounted, _line_count, assert_live_equals_replay, live_tables, run_with_kills)
 
 
 def main() -> int:
@@ -43,18 +43,7 @@ def main() -> int:
     try:
         live.hotspot("hotspots", "publish", str(sim / "hotspots.geojson"))
         live.start_worker()
-        sender = subprocess.Popen([HOTSPOT, "pings", "send", "--rate", str(args.rate), str(sim / "pings.csv")],
-                                  env=live.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        restarts = []
-        for _ in range(args.kills):
-            target = min(total, _accounted(live) + rng.randint(2_000, 9_000))
-            wait_until(lambda: _accounted(live) >= target, 300, "progress")
-            live.kill_worker()
-            t = time.monotonic()
-            live.start_worker()
-            restarts.append(time.monotonic() - t)
-        sender.wait(timeout=600)
-        wait_until(lambda: _accounted(live) >= total, 600, "every ping accounted for")
+        restarts = run_with_kills(live, sim, total, args.kills, rng, rate=args.rate)
         print(f"{total} pings, {args.kills} kills, restart-to-ready {min(restarts):.1f}-{max(restarts):.1f}s, "
               f"accounted {_accounted(live)}, {time.monotonic() - t0:.0f}s in all")
         try:

@@ -61,7 +61,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 HOTSPOT = str(REPO / ".venv" / "bin" / "hotspot")
 PYTHON = sys.executable
-GROUP = "hotspot-worker"  # the Faust app id is the consumer group
+GROUP = "hotspot-worker"  # streams.pipeline.GROUP_ID, the consumer group of the pings loop
 
 
 def _free_port() -> int:
@@ -818,16 +818,13 @@ def _fn(file_part: str, function: str | None = None):
 _SUBTREES = [
     ("streams/pipeline.py LivePipeline._handle (whole batch, main thread)", _fn("streams/pipeline.py", "_handle")),
     ("  processors.batch.process_batch", _fn("processors/batch.py", "process_batch")),
-    ("  DeviceState.from_bytes (state per device per batch)", _fn("processors/device.py", "from_bytes")),
-    ("  DeviceState.to_bytes", _fn("processors/device.py", "to_bytes")),
-    ("  Faust table __setitem__ (state + changelog send)", _fn("faust/tables/base.py", "__setitem__")),
-    ("  Faust table on_key_set (changelog)", _fn("faust/tables/table.py", "on_key_set")),
+    ("  Codec.decode_many", _fn("schemas/codec.py", "decode_many")),
+    ("  ping_from_record (Ping objects)", _fn("streams/rows.py", "ping_from_record")),
     ("  LivePipeline._add_rows (ClickHouse rows)", _fn("streams/pipeline.py", "_add_rows")),
-    ("  LivePipeline._publish (events, rejects to Kafka)", _fn("streams/pipeline.py", "_publish")),
-    ("  Codec.decode", _fn("schemas/codec.py", "decode")),
-    ("Faust consumer: Conductor.on_message (message -> stream)", _fn("faust/transport/conductor.py", "on_message")),
-    ("Faust consumer: _drain_messages", _fn("faust/transport/consumer.py", "_drain_messages")),
-    ("Faust stream take_events / _c_aiter", lambda f: (f.file_path or "").endswith("faust/streams.py")),
+    ("  LivePipeline._queue_publish (events, rejects encoded)", _fn("streams/pipeline.py", "_queue_publish")),
+    ("LivePipeline._checkpoint", _fn("streams/pipeline.py", "_checkpoint")),
+    ("  DeviceStates.write_dirty (changelog: to_bytes + send)", _fn("streams/statestore.py", "write_dirty")),
+    ("LivePipeline._next_batch (getmany)", _fn("streams/pipeline.py", "_next_batch")),
     ("aiokafka producer (sender, accumulator, socket writes)", lambda f: "aiokafka/producer/" in (f.file_path or "")),
     ("aiokafka consumer fetcher", lambda f: (f.file_path or "").endswith("aiokafka/consumer/fetcher.py")),
     ("logging (any logger call, incl. the debug records)", lambda f: (f.file_path or "").endswith("logging/__init__.py")),

@@ -1,9 +1,35 @@
-"""The thin I/O shell of the live worker around `processors.batch`.
+"""The live worker's consume-process-write loop around `processors.batch`.
 
-For one micro-batch of Kafka records: decode, drop what each device's stored
-state has already applied, run the processors, write ClickHouse (retrying until
-it lands), save state with the last applied offset, publish events. The
-processors decide everything about pings; this module only moves data.
+One consumer in the group `hotspot-worker` reads `pings` in micro-batches
+(`getmany`, up to `worker_batch_max` records or `worker_batch_window_s`), and
+for each batch: decode, drop what each device's state has already applied, run
+the processors, add the rows to the ClickHouse writer and start writing them
+while the next batch is processed, publish events and rejects. The processors
+decide everything about pings; this module only moves data.
+
+Checkpoints make a crash harmless. Every `worker_commit_interval_s`, and before
+partitions are handed to another worker, the loop stops taking batches and:
+
+1. waits until ClickHouse holds every row of every batch so far (the writer
+   retries through outages for as long as it takes: consumption stops, which is
+   the backpressure, and the partitions are paused so the group keeps us);
+2. writes the state of each device that changed, with the offset of the last
+   ping it applied, to the compacted changelog (`streams.statestore`);
+3. waits for Kafka to acknowledge those states and the events and rejects;
+4. commits the offsets.
+
+Killed before 2, the batches are consumed again from the older states and give
+the same rows with the same ids, which the replacing tables collapse. Killed
+after 2, the states already cover those pings and their offsets make the
+worker skip them. Nothing is lost and nothing is counted twice; events on
+`patrol-events` may repeat (at least once), with the same `event_id`.
+
+Why a plain aiokafka consumer rather than a Faust agent stream: Faust delivers
+each record as its own event through its conductor, and at 20,000 pings/s that
+per-record machinery and the per-batch table writes cost more than the
+analytics themselves (bench/RESULTS.md, "Live pipeline"). The Faust app still
+hosts the worker (streams/worker.py): this loop, the expiry timer and the
+hot-spot and allocation feeds are its task, timer and services.
 """
 from __future__ import annotations
 
@@ -11,13 +37,15 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
 
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from processors.batch import BatchResult, expire, process_batch
-from processors.geofence import HotspotIndex
 from processors.device import DeviceState
+from processors.geofence import HotspotIndex
+from processors.model import Ping
+from processors.visits import OPEN
 from schemas.codec import Codec, CodecError
 from sinks import metrics, rows as table_rows
 from sinks.clickhouse import is_embedded, make_client, migrate
@@ -25,11 +53,14 @@ from sinks.query_server import serve_readonly_queries
 from sinks.writer import ClickHouseWriter, RetryPolicy, is_permanent
 from streams import rows
 from streams.hotspotfeed import CompactedFeed, HotspotFeed
+from streams.kafka import make_producer
 from streams.settings import Settings
-from streams.worker import pack_state, unpack_state
+from streams.statestore import DeviceStates
 
 log = logging.getLogger("hotspot.worker")
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a bug, the supervisor should restart us and someone should look
+GROUP_ID = "hotspot-worker"
+PINGS = "pings"
 
 
 def _open_store_when_available(settings: Settings) -> None:
@@ -60,24 +91,44 @@ def _open_store_when_available(settings: Settings) -> None:
             time.sleep(delay_s)  # nothing else to do before the store opens: the consumer has not started
 
 
+def _fatal(what: str) -> None:
+    """Leave at once: nothing uncommitted is acknowledged, and a restart resumes safely (as after kill -9)."""
+    log.exception("%s; exiting so the uncommitted input is consumed again after restart", what)
+    logging.shutdown()
+    os._exit(EXIT_BATCH_FAILED)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, pipeline: "LivePipeline"):
+        self.pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked):
+        await self.pipeline.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned):
+        await self.pipeline.partitions_assigned(assigned)
+
+
 class LivePipeline:
-    def __init__(self, app, settings: Settings, table):
-        self.app = app
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.table = table
         self.config = settings.processing_config()
-        self._last_batch_full = False
         self.index = HotspotIndex.from_hotspots([])
         self.ping_codec = Codec("Ping")
         self.event_codec = Codec("PatrolEvent")
         self.reject_codec = Codec("RejectedPing")
-        # Decoded device states by key, with the exact bytes they came from: while the table
-        # still holds those bytes, the decoded state is reused instead of parsed again.
-        self._decoded: dict[bytes, tuple[bytes, DeviceState]] = {}
-        self.lock = asyncio.Lock()  # the agent and the expiry timer both write device state
+        self.store = DeviceStates(settings.bootstrap_servers)
+        self.lock = asyncio.Lock()  # the loop, the expiry timer and rebalances all touch device state
         self.ready = asyncio.Event()  # set once the hot-spot topic has been read to its end
-        self._partitioner = DefaultPartitioner()
-        self._partitions = list(range(settings.partitions))
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer = None
+        self._positions: dict[TopicPartition, int] = {}  # next offset to commit, per partition handled
+        self._committed: dict[TopicPartition, int] = {}
+        self._acks: list[asyncio.Future] = []             # sends not yet known to be acknowledged
+        self._flushing: asyncio.Future | None = None      # the ClickHouse insert running behind the loop
+        self._last_checkpoint = time.monotonic()
+        self._last_batch_full = False
+        self._inside: set[str] = set()                    # devices with an open visit, for the gauge
         _open_store_when_available(settings)
         self.query_server = None
         if is_embedded(settings.effective_clickhouse_dsn):
@@ -86,8 +137,6 @@ class LivePipeline:
                                                        settings.clickhouse_database)
         self.writer = ClickHouseWriter(settings.effective_clickhouse_dsn, settings.clickhouse_database,
                                        max_rows=10 * settings.worker_batch_max, name="worker")
-        self.events_topic = app.topic("patrol-events", key_serializer="raw", value_serializer="raw")
-        self.rejects_topic = app.topic("pings-rejected", key_serializer="raw", value_serializer="raw")
 
     # --- hot spots ------------------------------------------------------------
     async def follow_hotspots(self) -> None:
@@ -129,138 +178,276 @@ class LivePipeline:
         finally:
             await feed.stop()
 
-    # --- pings ----------------------------------------------------------------
-    async def handle(self, events) -> None:
-        """Process one batch. A failure stops the worker rather than letting Faust ack the batch."""
-        await self.ready.wait()
+    # --- the loop -------------------------------------------------------------------
+    async def run(self) -> None:
+        """Consume `pings` until cancelled; a failure in a batch ends the process (see `_fatal`)."""
+        await self.ready.wait()  # no ping is judged against an empty hot-spot set
+        s = self.settings
+        self.producer = make_producer(s.bootstrap_servers, enable_idempotence=False, linger_ms=10)
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers, group_id=GROUP_ID, client_id=f"{GROUP_ID}-{os.getpid()}",
+            group_instance_id=s.worker_instance_id or None,
+            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_uncommitted",
+            max_poll_records=s.worker_batch_max, fetch_max_bytes=32 << 20, max_partition_fetch_bytes=8 << 20,
+            # A worker killed outright holds its partitions until its session expires: keep that short
+            # so a restarted worker resumes within seconds.
+            session_timeout_ms=10_000, heartbeat_interval_ms=2_000,
+            # The loop polls at least every batch window, and keeps polling (paused) through a
+            # ClickHouse outage, so a long poll gap means the process is wedged.
+            max_poll_interval_ms=600_000,
+        )
+        self.consumer.subscribe([PINGS], listener=_Rebalance(self))
+        await self.consumer.start()
+        log.info("consuming %s as group %s (batches of up to %d pings, checkpoint every %.1fs)",
+                 PINGS, GROUP_ID, s.worker_batch_max, s.worker_commit_interval_s)
         try:
-            async with self.lock:
-                await self._handle(events)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Faust would ack the batch once an exception leaves the agent, and an app
-            # "crash" leaves the process up. Leave at once instead: nothing of this batch
-            # is committed, and a restart consumes it again (safe, as after kill -9).
-            log.exception("batch of %d pings failed; exiting so it is consumed again after restart", len(events))
-            logging.shutdown()
-            os._exit(EXIT_BATCH_FAILED)
+            while True:
+                records = await self._next_batch()
+                async with self.lock:
+                    try:
+                        if records:
+                            await self._handle(records)
+                        if time.monotonic() - self._last_checkpoint >= s.worker_commit_interval_s:
+                            await self._checkpoint()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        _fatal(f"batch of {len(records)} pings failed")
+        finally:
+            await self._shutdown()
 
-    async def _handle(self, events) -> None:
-        # A full batch means more input is waiting: silence must not be judged until it is read.
-        self._last_batch_full = len(events) >= self.settings.worker_batch_max
+    async def _next_batch(self) -> list:
+        """Up to worker_batch_max records, waiting at most the batch window for them."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + s.worker_batch_window_s
+        out: list = []
+        while len(out) < s.worker_batch_max:
+            wait_ms = max(0, int((deadline - loop.time()) * 1000))
+            got = await self.consumer.getmany(timeout_ms=wait_ms, max_records=s.worker_batch_max - len(out))
+            for records in got.values():
+                out.extend(records)
+            if wait_ms == 0 or (not got and out):
+                break
+        self._last_batch_full = len(out) >= s.worker_batch_max
+        return out
+
+    async def _handle(self, records: list) -> None:
         received_ms = int(time.time() * 1000)
-        decoded: list[tuple[Any, dict]] = []
+        store = self.store
+        applied = store.applied
+        decode = self.ping_codec.decode_many
         undecodable: list[tuple[str, dict]] = []
-        for ev in events:
-            msg = ev.message
-            try:
-                decoded.append((msg, self.ping_codec.decode(msg.value)))
-            except CodecError as exc:
-                undecodable.append((f"pings/{msg.partition}/{msg.offset}",
-                                    rows.undecodable_record(msg, str(exc), received_ms)))
-        metrics.PINGS_IN.inc(len(events))
-
-        states: dict[str, DeviceState] = {}
-        applied: dict[str, int] = {}
-        newest: dict[str, int] = {}
-        fresh, source_of, record_of = [], {}, {}
-        for msg, record in decoded:
+        fresh: list[Ping] = []
+        source_of: dict[int, str] = {}
+        record_of: dict[int, dict] = {}
+        positions = self._positions
+        try:
+            decoded = decode([m.value for m in records])
+        except (CodecError, TypeError):
+            decoded = None  # some record is bad: decode one by one to keep the good ones
+        for i, msg in enumerate(records):
+            partition, offset = msg.partition, msg.offset
+            if not store.owns(partition):
+                continue  # fetched before the partition moved to another worker, which will handle it
+            positions[TopicPartition(msg.topic, partition)] = offset + 1
+            if decoded is not None:
+                record = decoded[i]
+            else:
+                try:
+                    record = self.ping_codec.decode(msg.value)
+                except CodecError as exc:
+                    undecodable.append((f"pings/{partition}/{offset}",
+                                        rows.undecodable_record(msg, str(exc), received_ms)))
+                    continue
             did = record["device_id"]
-            if did not in applied:
-                blob = self.table.get(did.encode())
-                if blob is None:
-                    applied[did] = -1
-                else:
-                    applied[did], states[did] = self._load(did.encode(), blob)
-            # A device's pings share one partition, delivered in offset order, so anything at or
-            # below the highest offset already applied was seen: before a crash (saved state), or
-            # earlier in this very batch when a rebalance seeks the partition back.
-            if msg.offset <= applied[did]:
+            # At or below the highest offset applied: seen before a crash (saved state), or earlier
+            # in this batch when a rebalance moved the partition back.
+            if offset <= applied.get(did, -1):
                 continue
-            applied[did] = msg.offset
+            store.note_applied(did, partition, offset)
             ping = rows.ping_from_record(record)
             fresh.append(ping)
-            source_of[id(ping)] = f"pings/{msg.partition}/{msg.offset}"
-            record_of[id(ping)] = record
-            newest[did] = msg.offset
+            key = id(ping)
+            source_of[key] = f"pings/{partition}/{offset}"
+            record_of[key] = record
+        metrics.PINGS_IN.inc(len(records))
 
-        result = process_batch(states, fresh, self.index, self.config)
+        result = process_batch(store.states, fresh, self.index, self.config)
+        store.update(result.states)
         self._add_rows(result, record_of, source_of, undecodable)
-        await self.writer.flush_async()  # returns once ClickHouse holds every row: backpressure
-
-        for did, offset in newest.items():
-            state = result.states.get(did) or states.get(did)
-            if state is not None:
-                self._save(did.encode(), offset, state)
-        await self._publish(result, record_of, [u for _, u in undecodable])
+        self._queue_publish(result, record_of, [u for _, u in undecodable])
         self._count(result, len(undecodable))
-        metrics.BATCH_SIZE.labels(stage="worker").observe(len(events))
-        if result.events:
-            # Arrival at the gateway to the event being durable in ClickHouse.
-            lag_s = [(time.time() * 1000 - p.received_ms) / 1000 for p in fresh if p.received_ms]
-            if lag_s:
-                metrics.PING_TO_EVENT_SECONDS.observe(max(lag_s))
+        metrics.BATCH_SIZE.labels(stage="worker").observe(len(records))
+        oldest = min((p.received_ms for p in fresh if p.received_ms), default=None) if result.events else None
+        await self._start_flush(oldest)
 
+    async def _start_flush(self, oldest_received_ms: int | None = None) -> None:
+        """Write the rows added so far in the background; at most one such write runs at a time."""
+        await self._await_flush()
+        flushing = asyncio.ensure_future(self.writer.flush_async())
+        if oldest_received_ms is not None:
+            def observe(f: asyncio.Future, oldest=oldest_received_ms) -> None:
+                if not f.cancelled() and f.exception() is None:
+                    # Arrival at the gateway of the oldest ping of the batch to its events being durable.
+                    metrics.PING_TO_EVENT_SECONDS.observe(max(0.0, time.time() - oldest / 1000))
+            flushing.add_done_callback(observe)
+        self._flushing = flushing
+
+    async def _await_flush(self) -> None:
+        """Wait for the background insert; through an outage, keep polling with the partitions paused.
+
+        Polling keeps this member in the group (no rebalance storm while ClickHouse
+        is away); paused partitions return nothing, so nothing more is taken in.
+        """
+        f = self._flushing
+        if f is None:
+            return
+        paused: set[TopicPartition] = set()
+        try:
+            while not f.done():
+                done, _ = await asyncio.wait({f}, timeout=1.0)
+                if done:
+                    break
+                if not paused:
+                    paused = set(self.consumer.assignment())
+                    self.consumer.pause(*paused)
+                    log.warning("ClickHouse insert still waiting; consumption paused until it lands")
+                await self.consumer.getmany(timeout_ms=0)
+        finally:
+            if paused:
+                still_ours = paused & set(self.consumer.assignment())
+                if still_ours:
+                    self.consumer.resume(*still_ours)
+                log.info("ClickHouse insert landed; consumption resumed")
+        self._flushing = None
+        f.result()  # an insert ClickHouse refused for good raises here
+
+    async def _checkpoint(self) -> None:
+        """Rows durable, then changed states, then acknowledgements, then offsets (see the module doc)."""
+        await self._await_flush()
+        await self.writer.flush_async()
+        dirty = self.store.dirty
+        acks = self._acks + await self.store.write_dirty(self.producer)
+        self._acks = []
+        if acks:
+            await asyncio.gather(*acks)
+        offsets = {tp: off for tp, off in self._positions.items() if self._committed.get(tp) != off}
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+                self._committed.update(offsets)
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The group moved on without us (e.g. a session lost to a long pause). The states
+                # are in the changelog with their offsets, so whoever owns these partitions next
+                # skips what we applied; the rebalance that follows reloads ours from there.
+                log.warning("offset commit refused (%s); the changelog's offsets cover it", exc)
+        self._last_checkpoint = time.monotonic()
+        self._update_gauges(dirty)
+
+    def _update_gauges(self, dirty) -> None:
+        states = self.store.states
+        for did in dirty:
+            st = states.get(did)
+            if st is not None and any(tr.phase == OPEN for tr in st.tracks.values()):
+                self._inside.add(did)
+            else:
+                self._inside.discard(did)
+        metrics.DEVICES_INSIDE_HOTSPOTS.set(len(self._inside))
+        consumer = self.consumer
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = self._positions.get(tp, self._committed.get(tp))
+            if highwater is not None and position is not None:
+                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position))
+
+    # --- rebalances -----------------------------------------------------------------
+    async def partitions_revoked(self, revoked) -> None:
+        """Checkpoint before another worker may take these partitions, then forget them."""
+        async with self.lock:
+            try:
+                await self._checkpoint()
+            except Exception:
+                _fatal("checkpoint before a rebalance failed")
+            gone = [tp.partition for tp in revoked if tp.topic == PINGS]
+            self.store.drop(gone)
+            for tp in revoked:
+                self._positions.pop(tp, None)
+                self._committed.pop(tp, None)
+                try:
+                    metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+                except KeyError:
+                    pass  # no lag was reported for it yet
+            self._inside &= set(self.store.states)
+            if gone:
+                log.info("pings partitions %s handed back", sorted(gone))
+
+    async def partitions_assigned(self, assigned) -> None:
+        """Read the device states of newly assigned partitions from the changelog before their pings."""
+        async with self.lock:
+            try:
+                mine = sorted(tp.partition for tp in assigned if tp.topic == PINGS)
+                await self.store.load(mine)
+                self._inside = {d for d, st in self.store.states.items()
+                                if any(tr.phase == OPEN for tr in st.tracks.values())}
+                metrics.DEVICES_INSIDE_HOTSPOTS.set(len(self._inside))
+            except Exception:
+                _fatal("loading device state for assigned partitions failed")
+
+    # --- silence --------------------------------------------------------------------
     async def expire(self) -> None:
         """Release reorder buffers and close visits of devices that have gone quiet."""
         await self.ready.wait()
-        if self._last_batch_full or not self._caught_up():
+        if self.consumer is None or self._last_batch_full or not await self._caught_up():
             return  # a backlog (e.g. after a restart) is not silence: read it first
-        now_ms = int(time.time() * 1000)  # the arrival clock that received_ms is stamped on
         async with self.lock:
-            offsets: dict[str, int] = {}
-            states: dict[str, DeviceState] = {}
-            for key, blob in list(self.table.items()):
-                offset, state = self._load(key, blob)
-                if state.deadline_ms(self.config) is not None and state.deadline_ms(self.config) <= now_ms:
-                    did = key.decode()
-                    offsets[did], states[did] = offset, state
-            if not states:
-                return
-            result = expire(states, now_ms, self.index, self.config)
-            log.info("expired %d quiet devices: %d events, %d pings released", len(states), len(result.events),
-                     len(result.accepted) + len(result.rejected))
-            self._add_rows(result, {}, {}, [])
-            await self.writer.flush_async()
-            for did, state in result.states.items():
-                self._save(did.encode(), offsets[did], state)
-            await self._publish(result, {}, [])
-            self._count(result, 0)
+            try:
+                await self._expire()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _fatal("closing quiet devices failed")
 
-    def _load(self, key: bytes, blob: bytes) -> tuple[int, DeviceState]:
-        """(highest applied offset, state) of a table value; parsed only if it changed."""
-        cached = self._decoded.get(key)
-        offset, _, state_bytes = unpack_state(blob)
-        if cached is not None and cached[0] is blob:
-            return offset, cached[1]
-        state = DeviceState.from_bytes(state_bytes)
-        self._decoded[key] = (blob, state)
-        return offset, state
+    async def _expire(self) -> None:
+        now_ms = int(time.time() * 1000)  # the arrival clock that received_ms is stamped on
+        cfg = self.config
+        due: dict[str, DeviceState] = {}
+        for did, st in self.store.states.items():
+            deadline = st.deadline_ms(cfg)
+            if deadline is not None and deadline <= now_ms:
+                due[did] = st
+        if not due:
+            return
+        result = expire(due, now_ms, self.index, cfg)
+        log.info("expired %d quiet devices: %d events, %d pings released", len(due), len(result.events),
+                 len(result.accepted) + len(result.rejected))
+        self.store.update(result.states)
+        self._add_rows(result, {}, {}, [])
+        self._queue_publish(result, {}, [])
+        self._count(result, 0)
+        await self._start_flush()
 
-    def _save(self, key: bytes, offset: int, state: DeviceState) -> None:
-        blob = pack_state(offset, 0, state.to_bytes())
-        self.table[key] = blob
-        self._decoded[key] = (blob, state)
-
-    def _caught_up(self) -> bool:
-        """True when this worker holds pings partitions and has read each to its end.
+    async def _caught_up(self) -> bool:
+        """True when this worker holds pings partitions and has handled each to its end.
 
         During a rebalance (as after a restart) nothing is assigned yet: that is
         not caught up, or the timer would judge devices silent whose pings are
         still waiting in Kafka.
         """
-        consumer = self.app.consumer
+        consumer = self.consumer
         try:
-            mine = [tp for tp in consumer.assignment() if tp.topic == "pings"]
-            if not mine:
+            mine = [tp for tp in consumer.assignment() if tp.topic == PINGS]
+            if not mine or not all(self.store.owns(tp.partition) for tp in mine):
                 return False
             for tp in mine:
                 highwater = consumer.highwater(tp)
                 if highwater is None:
-                    return False
-                position = consumer._read_offset.get(tp)  # Faust's last offset read from this partition
-                if (position is None and highwater > 0) or (position is not None and position + 1 < highwater):
+                    return False  # no fetch answered yet
+                position = self._positions.get(tp)
+                if position is None:
+                    position = await consumer.position(tp)
+                if position < highwater:
                     return False
         except Exception:  # consumer not ready (rebalancing): not caught up
             return False
@@ -282,16 +469,25 @@ class LivePipeline:
             table, row = table_rows.patrol_event_row(rows.event_record(e))
             w.add(table, row)
 
-    async def _publish(self, result: BatchResult, record_of: dict, undecodable: list[dict]) -> None:
+    def _queue_publish(self, result: BatchResult, record_of: dict, undecodable: list[dict]) -> None:
+        """Hand events and rejects to the producer; their acknowledgements are awaited at the checkpoint."""
+        if not (result.events or result.rejected or undecodable):
+            return
         emitted_ms = int(time.time() * 1000)
+        out: list[tuple[str, bytes, bytes]] = []
         for e in result.events:
-            await self.events_topic.send(key=e.device_id.encode(),
-                                         value=self.event_codec.encode(rows.event_record(e, emitted_ms)))
+            out.append(("patrol-events", e.device_id.encode(), self.event_codec.encode(rows.event_record(e, emitted_ms))))
         for r in result.rejected:
-            await self.rejects_topic.send(key=r.ping.device_id.encode(),
-                                          value=self.reject_codec.encode(rows.reject_record(r, record_of.get(id(r.ping)))))
+            out.append(("pings-rejected", r.ping.device_id.encode(),
+                        self.reject_codec.encode(rows.reject_record(r, record_of.get(id(r.ping))))))
         for u in undecodable:
-            await self.rejects_topic.send(key=(u["device_id"] or "").encode(), value=self.reject_codec.encode(u))
+            out.append(("pings-rejected", (u["device_id"] or "").encode(), self.reject_codec.encode(u)))
+        self._acks.append(asyncio.ensure_future(self._send_all(out)))
+
+    async def _send_all(self, out: list[tuple[str, bytes, bytes]]) -> None:
+        send = self.producer.send
+        futures = [await send(topic, key=key, value=value) for topic, key, value in out]
+        await asyncio.gather(*futures)
 
     def _count(self, result: BatchResult, undecodable: int) -> None:
         for r in result.rejected:
@@ -300,3 +496,19 @@ class LivePipeline:
             metrics.PINGS_REJECTED.labels(reason="undecodable").inc(undecodable)
         for e in result.events:
             metrics.EVENTS.labels(type=e.type).inc()
+
+    # --- stop -----------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        """A clean stop: last checkpoint, leave the group, close the clients."""
+        try:
+            if self.consumer is not None:
+                async with self.lock:
+                    await self._checkpoint()
+        except Exception:
+            log.exception("last checkpoint failed; the next start resumes from the previous one")
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception:  # stopping a client that lost its broker may fail; nothing left to save
+                    pass

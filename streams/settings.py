@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     worker_batch_max: int = Field(5000, ge=1, description="Most pings handled in one micro-batch.")
     worker_batch_window_s: float = Field(0.2, gt=0, description="Longest wait to fill a micro-batch, seconds.")
     worker_expire_interval_s: float = Field(5.0, gt=0, description="How often silent devices are checked for signal loss.")
+    worker_commit_interval_s: float = Field(1.0, gt=0, description=(
+        "How often the worker checkpoints: rows durable, changed device states to the changelog, offsets committed."))
+    worker_instance_id: str = Field("", description=(
+        "Static group membership id (Kafka group.instance.id): a restarted worker with the same id takes its "
+        "partitions back at once instead of after the session timeout. Unique per running worker; empty: off."))
     worker_metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics of the worker (0: off).")
 
     # --- HTTP ----------------------------------------------------------------

@@ -1,96 +1,60 @@
 """The live worker: Kafka `pings` → processors → ClickHouse and Kafka events.
 
-A Faust app with one agent over `pings` (keyed by device id) that handles
-micro-batches, a changelog-backed table of per-device state, a timer that
-closes visits of devices that went silent, and a feed of the compacted
-`hotspots` topic that swaps in a new hot-spot index whenever the set changes.
+A Faust app hosts it: a task runs the consume-process-write loop over `pings`
+(streams/pipeline.py: micro-batches, per-device state kept live and
+checkpointed to a compacted changelog topic, rows written to ClickHouse before
+offsets are committed), a timer closes the visits of devices that went silent,
+and two more tasks follow the compacted `hotspots` and `allocations` topics,
+swapping in a new hot-spot index whenever the set changes.
 
-The order of work for each batch is what makes a crash harmless:
-
-1. run the pure processors over the batch (`processors.batch.process_batch`);
-2. write raw pings, rejects and patrol events to ClickHouse, retrying until
-   they land (backpressure: no new batch is taken meanwhile);
-3. store each device's new state together with the offset of the last ping it
-   has applied, in the table (whose changelog Faust flushes before it commits
-   offsets);
-4. publish the events to Kafka; Faust then acks the batch and commits.
-
-Killed after 2, the batch is consumed again from the older state and yields the
-same rows with the same ids, which the replacing tables collapse. Killed after
-3, the state already covers those pings and the offsets stored with it make the
-worker skip them. Nothing is lost and nothing is counted twice.
+Crash safety, the checkpoint order and why `pings` is read with a plain
+aiokafka consumer rather than a Faust agent stream: see streams/pipeline.py.
 """
 from __future__ import annotations
 
 import logging
-import struct
 
 import faust
+from faust.app.base import BootStrategy
 
 from streams.settings import Settings
+from streams.statestore import CHANGELOG_TOPIC, pack_state, unpack_state  # noqa: F401  (the changelog's value layout)
 
 log = logging.getLogger("hotspot.worker")
 
-APP_ID = "hotspot-worker"
-STATE_TABLE = "device-state"
-
-# Table value: a small envelope around the processors' own versioned bytes.
-#   version (B) | last applied pings offset (q) | reserved (q) | state bytes
-_ENVELOPE = struct.Struct(">Bqq")
-_ENVELOPE_VERSION = 1
+APP_ID = "hotspot-worker-app"
 
 
-def pack_state(last_offset: int, last_ts_ms: int, state_bytes: bytes) -> bytes:
-    return _ENVELOPE.pack(_ENVELOPE_VERSION, last_offset, last_ts_ms) + state_bytes
+class _Boot(BootStrategy):
+    """Faust's own consumer and producer stay off: the pipeline runs its batch consumer and producer."""
+
+    enable_kafka_consumer = False
+    enable_kafka_producer = False
 
 
-def unpack_state(blob: bytes) -> tuple[int, int, bytes]:
-    version, last_offset, last_ts_ms = _ENVELOPE.unpack_from(blob)
-    if version != _ENVELOPE_VERSION:
-        raise ValueError(f"device state envelope version {version} is not understood")
-    return last_offset, last_ts_ms, blob[_ENVELOPE.size:]
+class WorkerApp(faust.App):
+    BootStrategy = _Boot
 
 
 def create_app(settings: Settings) -> faust.App:
     from streams.pipeline import LivePipeline
 
-    app = faust.App(
+    app = WorkerApp(
         APP_ID,
         broker=";".join(f"kafka://{h}" for h in settings.bootstrap_servers.split(",")),
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
-        topic_allow_declare=True,
+        topic_allow_declare=False,
         topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
-        # A worker killed outright holds its partitions until its session expires:
-        # keep that short so a restarted worker resumes within seconds, not a minute.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=2.0,
-        producer_acks=-1,
-        # Changelog writes are one per device per batch: let them share produce requests.
-        producer_linger=0.01,
-        producer_max_batch_size=256 * 1024,
-        stream_wait_empty=False,
         web_enabled=False,
         datadir=str(settings.data_dir / "faust"),
-        table_standby_replicas=0,
     )
-    pings_topic = app.topic("pings", schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw",
-                                                         value_serializer="raw"), partitions=settings.partitions)
-    # bytes key and value types make Faust use the raw serializer for the changelog and its recovery.
-    # use_partitioner: the changelog partition comes from the key, exactly as the
-    # pings' did, so state and pings stay co-partitioned and the expiry timer may
-    # write outside stream iteration.
-    table = app.Table(STATE_TABLE, default=None, partitions=settings.partitions,
-                      key_type=bytes, value_type=bytes, use_partitioner=True)
-    pipeline = LivePipeline(app, settings, table)
+    pipeline = LivePipeline(settings)
 
-    @app.agent(pings_topic, concurrency=1)
-    async def process_pings(stream):
-        async for events in stream.take_events(settings.worker_batch_max, within=settings.worker_batch_window_s):
-            await pipeline.handle(events)
+    @app.task
+    async def consume_pings():
+        await pipeline.run()
 
     @app.timer(interval=settings.worker_expire_interval_s)
     async def close_silent_devices():
@@ -108,15 +72,26 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+async def prepare_topics(settings: Settings) -> None:
+    """Create the data topics and the state changelog; refuse a changelog that does not match `pings`."""
+    from streams.kafka import TOPICS, TopicSpec, describe_topics, ensure_topics
+
+    await ensure_topics(settings.bootstrap_servers, settings.partitions,
+                        (*TOPICS, TopicSpec(CHANGELOG_TOPIC, compacted=True)))
+    counts = await describe_topics(settings.bootstrap_servers)
+    if counts.get(CHANGELOG_TOPIC) != counts.get("pings"):
+        raise SystemExit(f"topic {CHANGELOG_TOPIC} has {counts.get(CHANGELOG_TOPIC)} partitions but pings has "
+                         f"{counts.get('pings')}: device state is kept on the partition of the device's pings, so "
+                         f"they must match (recreate the changelog with {counts.get('pings')} partitions)")
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Block running the worker until SIGINT/SIGTERM."""
     import asyncio as _asyncio
 
     from faust.worker import Worker
 
-    from streams.kafka import ensure_topics
-
-    _asyncio.run(ensure_topics(settings.bootstrap_servers, settings.partitions))
+    _asyncio.run(prepare_topics(settings))
     app = create_app(settings)
     if settings.worker_metrics_port:
         from sinks.metrics import serve_metrics

@@ -35,7 +35,7 @@ def run_readonly(query: str):
     s = get_settings()
     if is_embedded(s.effective_clickhouse_dsn) and _owner_running(s):
         # Asking the owner first keeps chDB from printing its lock error on the way.
-        return _via_owner(query, s, StoreBusy(f"the embedded ClickHouse store is owned by a running process"))
+        return _via_owner(query, s, StoreBusy("the embedded ClickHouse store is owned by a running process"))
     try:
         # readonly=1 is a session setting: this client is opened for this one query.
         client = make_client(s.effective_clickhouse_dsn, database=s.clickhouse_database)

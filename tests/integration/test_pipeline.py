@@ -197,3 +197,57 @@ def test_clickhouse_unavailable_for_a_while_then_back_loses_nothing(make_broker,
         if holder.poll() is None:
             holder.kill()
         live.stop_worker()
+
+
+def run_with_kills(live: LiveSystem, sim, total: int, kills: int, rng, rate: int = 2000) -> list[float]:
+    """Stream `sim`'s pings while killing the worker (-9) `kills` times at random points of progress.
+
+    Each kill comes 1,500-8,000 pings after the previous restart's progress, so it
+    lands anywhere in a batch, an insert or a checkpoint. Returns the restart times.
+    """
+    import time
+
+    from tests.conftest import HOTSPOT
+
+    sender = subprocess.Popen([HOTSPOT, "pings", "send", "--rate", str(rate), str(sim / "pings.csv")],
+                              env=live.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    restarts = []
+    try:
+        for _ in range(kills):
+            target = min(total - 1, max(0, _accounted(live)) + rng.randint(1_500, 8_000))
+            wait_until(lambda: _accounted(live) >= target, 300, f"progress to {target} pings")
+            live.kill_worker()
+            started = time.monotonic()
+            live.start_worker()
+            restarts.append(time.monotonic() - started)
+        _, err = sender.communicate(timeout=600)
+        assert sender.returncode == 0, err
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+    wait_until(lambda: _accounted(live) >= total, 600, f"all {total} pings stored or rejected")
+    return restarts
+
+
+def test_kill_9_of_the_worker_at_random_moments_then_restart_loses_and_doubles_nothing(make_broker, tmp_path):
+    import os
+    import random
+
+    seed = int(os.environ.get("HOTSPOT_CRASH_SEED") or random.SystemRandom().randrange(1 << 30))
+    sim = simulate(tmp_path / "sim", officers=45, hours=3, seed=31, ago_h=3.2)
+    total = _line_count(sim / "pings.csv")
+    assert total >= 50_000
+    expected = replay(sim, tmp_path / "replay", NO_SILENCE)  # an uninterrupted run of the same processors
+    live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
+    live.start_worker()
+    try:
+        run_with_kills(live, sim, total, kills=4, rng=random.Random(seed))
+        assert _accounted(live) == total, f"seed {seed}"
+        # Rows written twice (a batch redone after a kill) collapse under FINAL to one per key:
+        # exactly the pings replay accepted.
+        assert int(live.scalar("SELECT count() FROM hotspot.pings FINAL")) == total - len(expected["rejected"])
+        assert_live_equals_replay(live_tables(live), expected)
+    except AssertionError as exc:
+        raise AssertionError(f"HOTSPOT_CRASH_SEED={seed}: {exc}\n--- worker logs (tail) ---\n{live.log_text()[-4000:]}") from exc
+    finally:
+        live.stop_worker()
