@@ -129,6 +129,7 @@ class LivePipeline:
         self._last_checkpoint = time.monotonic()
         self._last_batch_full = False
         self._inside: set[str] = set()                    # devices with an open visit, for the gauge
+        self._stopping = False
         _open_store_when_available(settings)
         self.query_server = None
         if is_embedded(settings.effective_clickhouse_dsn):
@@ -180,7 +181,7 @@ class LivePipeline:
 
     # --- the loop -------------------------------------------------------------------
     async def run(self) -> None:
-        """Consume `pings` until cancelled; a failure in a batch ends the process (see `_fatal`)."""
+        """Consume `pings` until `stop`; a failure in a batch ends the process (see `_fatal`)."""
         await self.ready.wait()  # no ping is judged against an empty hot-spot set
         s = self.settings
         self.producer = make_producer(s.bootstrap_servers, enable_idempotence=False, linger_ms=10)
@@ -202,7 +203,7 @@ class LivePipeline:
         log.info("consuming %s as group %s (batches of up to %d pings, checkpoint every %.1fs)",
                  PINGS, GROUP_ID, s.worker_batch_max, s.worker_commit_interval_s)
         try:
-            while True:
+            while not self._stopping:
                 records = await self._next_batch()
                 async with self.lock:
                     try:
@@ -498,6 +499,25 @@ class LivePipeline:
             metrics.EVENTS.labels(type=e.type).inc()
 
     # --- stop -----------------------------------------------------------------------
+    async def stop(self, loop_task: asyncio.Future, timeout_s: float = 30.0) -> None:
+        """Let the loop finish its batch and take a last checkpoint; give up after `timeout_s`.
+
+        Leaving the group on the way out hands the partitions to the next worker at
+        once instead of after the session timeout. A stop that times out (ClickHouse
+        unreachable) loses nothing: the next start resumes from the last checkpoint.
+        """
+        self._stopping = True
+        if self.consumer is None:  # still waiting for the hot spots: nothing taken in yet
+            loop_task.cancel()
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(loop_task), timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("no clean stop within %.0fs; the next start resumes from the last checkpoint", timeout_s)
+            loop_task.cancel()
+        except Exception:  # the loop's own failure was logged where it happened
+            pass
+
     async def _shutdown(self) -> None:
         """A clean stop: last checkpoint, leave the group, close the clients."""
         try:

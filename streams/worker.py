@@ -12,9 +12,11 @@ aiokafka consumer rather than a Faust agent stream: see streams/pipeline.py.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
+import mode
 from faust.app.base import BootStrategy
 
 from streams.settings import Settings
@@ -52,9 +54,15 @@ def create_app(settings: Settings) -> faust.App:
     )
     pipeline = LivePipeline(settings)
 
-    @app.task
-    async def consume_pings():
-        await pipeline.run()
+    @app.service
+    class ConsumePings(mode.Service):
+        """The pings loop; stopping it takes a last checkpoint and leaves the group at once."""
+
+        async def on_start(self) -> None:
+            self._loop_task = asyncio.ensure_future(pipeline.run())
+
+        async def on_stop(self) -> None:
+            await pipeline.stop(self._loop_task)
 
     @app.timer(interval=settings.worker_expire_interval_s)
     async def close_silent_devices():
