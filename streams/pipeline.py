@@ -110,7 +110,9 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class LivePipeline:
-    def __init__(self, settings: Settings):
+    """`client_factory`: opens the ClickHouse client for the writer (default: from the settings' DSN)."""
+
+    def __init__(self, settings: Settings, client_factory=None):
         self.settings = settings
         self.config = settings.processing_config()
         self.index = HotspotIndex.from_hotspots([])
@@ -137,7 +139,8 @@ class LivePipeline:
             self.query_server = serve_readonly_queries(settings.effective_clickhouse_dsn, settings.data_dir,
                                                        settings.clickhouse_database)
         self.writer = ClickHouseWriter(settings.effective_clickhouse_dsn, settings.clickhouse_database,
-                                       max_rows=10 * settings.worker_batch_max, name="worker")
+                                       max_rows=10 * settings.worker_batch_max, name="worker",
+                                       client_factory=client_factory)
 
     # --- hot spots ------------------------------------------------------------
     async def follow_hotspots(self) -> None:
