@@ -33,6 +33,26 @@ which is the latest state of that visit or stop in either run. Batch
 boundaries do not matter, which is why this does not rely on insert
 deduplication tokens (see docs/decisions.md, "ClickHouse sink").
 
+Input and encoding. Rows come in as `add()` (one dict), `add_many()` /
+`add_columns()` (Python columns: no dict per row) or `add_arrow()` (a pyarrow
+RecordBatch: no Python object per cell, the cheapest; `sinks.rows.ping_rows_arrow`
+builds the `pings` batch of a micro-batch in one pass in C). The Python work
+of turning rows into bytes holds the GIL, and so stalls the worker's main
+thread even when the flush runs in another thread; the engine's own work does
+not (chDB releases the GIL while it runs a statement). So on an embedded chDB
+store a flush sends each table as one Arrow IPC stream (`INSERT ...
+FORMAT ArrowStream`, parsed by ClickHouse in C++): Arrow batches as they are,
+Python columns converted by pyarrow in C, and the column types read once per
+table and client instead of clickhouse-connect's DESCRIBE before every insert
+and its Native serialiser (which builds LowCardinality dictionaries and
+arrays in Python). Whatever Arrow cannot carry exactly as the standard path
+writes it (a column type without a mapping here, such as Date or Map; a NULL in
+a non-Nullable column; a float or datetime object where ints belong...) and any
+Arrow insert ClickHouse refuses go through the standard path
+(`client.insert`, Native) instead, whose outcome decides: the rows written,
+and the errors raised, are always those of the standard path. A server over
+HTTP uses the standard path unless `arrow_inserts=True`.
+
 Threads. add() may be called while a flush runs in another thread (the
 async variant runs the blocking insert in a worker thread so the event loop
 keeps serving Kafka heartbeats); such rows belong to the next flush. Flushes
@@ -43,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -146,17 +167,37 @@ def _reconnect_after(exc: BaseException) -> bool:
 
 
 class _TableBuffer:
-    """Rows of one table as columns; every row names the same columns."""
+    """Rows of one table as columns; every row names the same columns.
 
-    __slots__ = ("names", "keys", "columns", "rows")
+    Rows added as Python values are in `columns`, rows added as Arrow record
+    batches (columns in `names` order) in `batches`; `rows` counts both.
+    """
+
+    __slots__ = ("batches", "columns", "keys", "names", "rows")
 
     def __init__(self, names: Sequence[str]):
         self.names = tuple(names)
         self.keys = frozenset(self.names)
         self.columns: list[list[Any]] = [[] for _ in self.names]
+        self.batches: list[Any] = []
         self.rows = 0
 
+    def python_columns(self) -> list[list[Any]]:
+        """All the rows as Python values, for the standard insert path."""
+        if not self.batches:
+            return self.columns
+        columns = [list(col) for col in self.columns]
+        for batch in self.batches:
+            for col, arr in zip(columns, batch.columns):
+                col.extend(_python_values(arr))
+        return columns
+
     def check(self, table: str, names) -> None:
+        """`names`: a dict's keys, or a tuple of distinct names."""
+        if names == self.names:
+            return
+        if isinstance(names, tuple):
+            names = frozenset(names)
         if names != self.keys:
             given = set(names)
             raise ValueError(f"rows for {table} must name the same columns: "
@@ -166,6 +207,157 @@ class _TableBuffer:
 _Batch = dict[str, _TableBuffer]
 
 
+# ---------------------------------------------------------------------- Arrow encoding
+class _NotForArrow(Exception):
+    """These columns or values go through the standard insert path instead."""
+
+
+_DT64_UNITS = {0: "s", 3: "ms", 6: "us", 9: "ns"}
+_ARROW_SCALAR_NAMES = {"String": "string", "Float64": "float64", "Float32": "float32",
+                       "UInt8": "uint8", "UInt16": "uint16", "UInt32": "uint32", "UInt64": "uint64",
+                       "Int8": "int8", "Int16": "int16", "Int32": "int32", "Int64": "int64"}
+_DT64 = re.compile(r"^DateTime64\((\d)(?:,\s*'([^']*)')?\)$")
+
+
+def _unwrap(ch_type: str, wrapper: str) -> str | None:
+    prefix = wrapper + "("
+    return ch_type[len(prefix):-1] if ch_type.startswith(prefix) and ch_type.endswith(")") else None
+
+
+class _ArrowColumn:
+    """How one ClickHouse column is built as an Arrow array from Python values.
+
+    Only where ClickHouse reads the Arrow form back as exactly what the standard
+    path writes: String (also LowCardinality), Float32/64, (U)Int8-64, DateTime64
+    from ints (its raw ticks, as clickhouse-connect writes an int), Nullable of
+    those, Array of String or Float64. pyarrow converts more leniently than
+    clickhouse-connect in a few places, so those are refused here (_NotForArrow)
+    and left to the standard path: integer and DateTime64 columns must hold ints
+    only (pyarrow would truncate a float; clickhouse-connect refuses one after an
+    int), a DateTime64 column must start with a Python int (clickhouse-connect
+    takes anything else for datetimes), String columns str only (pyarrow also
+    takes bytes), Float32 must not overflow to inf (clickhouse-connect raises),
+    and NULL must not appear where the column is not Nullable.
+    """
+
+    __slots__ = ("items_nullable", "kind", "nullable", "type")
+
+    def __init__(self, ch_type: str):
+        pa = _pyarrow()
+        inner = _unwrap(ch_type, "LowCardinality")
+        ch_type = ch_type if inner is None else inner
+        inner = _unwrap(ch_type, "Nullable")
+        self.nullable = inner is not None
+        ch_type = ch_type if inner is None else inner
+        self.items_nullable = True
+        items = _unwrap(ch_type, "Array")
+        if items is not None:
+            item = _unwrap(items, "Nullable")
+            self.items_nullable = item is not None
+            item = items if item is None else item
+            if self.nullable or item not in ("String", "Float64"):
+                raise _NotForArrow(f"Array({items})")
+            self.kind, self.type = "list", pa.list_(getattr(pa, _ARROW_SCALAR_NAMES[item])())
+            return
+        if ch_type in _ARROW_SCALAR_NAMES:
+            self.type = getattr(pa, _ARROW_SCALAR_NAMES[ch_type])()
+            self.kind = ("string" if ch_type == "String" else "float32" if ch_type == "Float32"
+                         else "float" if ch_type == "Float64" else "int")
+            return
+        m = _DT64.match(ch_type)
+        if m and int(m.group(1)) in _DT64_UNITS:
+            self.kind, self.type = "dt64", pa.timestamp(_DT64_UNITS[int(m.group(1))], tz=m.group(2) or "UTC")
+            return
+        raise _NotForArrow(ch_type)
+
+    def array(self, values: list[Any]):
+        pa = _pyarrow()
+        kind = self.kind
+        if kind == "int" or kind == "dt64":
+            if kind == "dt64" and not isinstance(next((v for v in values if v is not None), 0), int):
+                raise _NotForArrow("a DateTime64 column not starting with an int")
+            arr = pa.array(values)  # inferred: integer only if every value is an int
+            if not (pa.types.is_integer(arr.type) or pa.types.is_null(arr.type)):
+                raise _NotForArrow(f"{arr.type} values in an integer column")
+            arr = arr.cast(pa.int64() if kind == "dt64" else self.type)  # safe: out of range raises
+            if kind == "dt64":
+                arr = arr.view(self.type)
+        elif kind == "string":
+            arr = pa.array(values)  # inferred: binary if any value is bytes (clickhouse-connect refuses str and bytes mixed)
+            if not (pa.types.is_string(arr.type) or pa.types.is_null(arr.type)):
+                raise _NotForArrow(f"{arr.type} values in a String column")
+            arr = arr.cast(self.type)
+        else:
+            arr = pa.array(values, type=self.type)
+            if kind == "float32" and arr.null_count < len(arr) and _pc().any(_pc().is_inf(arr)).as_py():
+                raise _NotForArrow("inf in a Float32 column")  # maybe an overflow, which the standard path refuses
+        return self._checked(arr)
+
+    def from_arrow(self, arr):
+        """An Arrow array added as it is, if it has this column's Arrow type (or a lossless cast to it)."""
+        pa = _pyarrow()
+        if arr.type != self.type:
+            if self.kind == "int" and pa.types.is_integer(arr.type):
+                arr = arr.cast(self.type)  # safe: out of range raises
+            elif (self.kind == "dt64" and pa.types.is_timestamp(arr.type) and arr.type.unit == self.type.unit):
+                arr = arr.view(self.type)  # the same ticks in another time zone's clothes
+            else:
+                raise _NotForArrow(f"{arr.type} for a column written from {self.type}")
+        return self._checked(arr)
+
+    def _checked(self, arr):
+        if arr.null_count and not self.nullable:
+            raise _NotForArrow("NULL in a non-Nullable column")  # the standard path decides what that means
+        if not self.items_nullable and arr.flatten().null_count:
+            raise _NotForArrow("NULL in an array of a non-Nullable type")
+        return arr
+
+
+def _python_values(arr) -> list[Any]:
+    """An Arrow array as the Python values the standard path takes (timestamps as their integer ticks)."""
+    pa = _pyarrow()
+    if pa.types.is_timestamp(arr.type):
+        arr = arr.view(pa.int64())
+    return arr.to_pylist()
+
+
+def _pyarrow():
+    import pyarrow  # imported on first use: server-mode processes may not need it
+
+    return pyarrow
+
+
+def _pc():
+    import pyarrow.compute
+
+    return pyarrow.compute
+
+
+def _arrow_stream(buf: _TableBuffer, encoders: Sequence[_ArrowColumn]):
+    """The buffer's rows as one Arrow IPC stream (a pyarrow Buffer); _NotForArrow or a pyarrow error if it cannot."""
+    pa = _pyarrow()
+    names = list(buf.names)
+    batches = []
+    if buf.columns[0]:
+        batches.append(pa.RecordBatch.from_arrays([enc.array(col) for enc, col in zip(encoders, buf.columns)], names=names))
+    for batch in buf.batches:
+        batches.append(pa.RecordBatch.from_arrays([enc.from_arrow(arr) for enc, arr in zip(encoders, batch.columns)],
+                                                  names=names))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batches[0].schema, options=pa.ipc.IpcWriteOptions()) as out:  # no env lookups
+        for batch in batches:
+            out.write_batch(batch)
+    return sink.getvalue()
+
+
+def _is_chdb(client: Any) -> bool:
+    try:
+        from clickhouse_connect.driver._chdbclient import ChdbClient
+    except ImportError:  # a clickhouse-connect without the embedded backend
+        return False
+    return isinstance(client, ChdbClient)
+
+
 class ClickHouseWriter:
     """Buffered, retrying, column-oriented writer to ClickHouse tables.
 
@@ -173,12 +365,18 @@ class ClickHouseWriter:
     tables are named bare (`visits`) and qualified with `database`.
     `max_rows`, `max_age_s`: what `due()` considers a full or an old batch.
     `client_factory`: opens the client instead of make_client (tests, pools).
+    `arrow_inserts`: None (default) inserts through Arrow on an embedded chDB client and
+    through the standard path otherwise; True through Arrow on any clickhouse-connect
+    client (a server over HTTP too: the same `INSERT ... FORMAT ArrowStream`); False never.
+    `inserts` counts the successful inserts by path, `arrow_fallbacks` the Arrow inserts
+    handed to the standard path (values Arrow cannot carry, or ClickHouse refusing them).
     """
 
     def __init__(self, dsn: str | None = None, database: str = "hotspot", *,
                  max_rows: int = 20_000, max_age_s: float = 0.5, retry: RetryPolicy = RetryPolicy(),
                  client_factory: Callable[[], Client] | None = None, name: str = "clickhouse",
-                 clock: Callable[[], float] = time.monotonic, seed: int | None = None):
+                 clock: Callable[[], float] = time.monotonic, seed: int | None = None,
+                 arrow_inserts: bool | None = None):
         if dsn is None and client_factory is None:
             raise ValueError("give a DSN or a client_factory")
         self.database = database
@@ -191,6 +389,13 @@ class ClickHouseWriter:
         self._clock = clock
         self._rng = random.Random(seed)
         self._client: Client | None = None
+        self._arrow_inserts = arrow_inserts
+        self._arrow_ok = False  # decided for each client opened
+        self._chdb = False
+        self._table_types: dict[str, dict[str, str]] = {}  # qualified table -> {column: ClickHouse type}, this client's
+        self._encoders: dict[tuple[str, tuple[str, ...]], list[_ArrowColumn] | None] = {}
+        self.inserts = {"arrow": 0, "standard": 0}  # successful inserts by path
+        self.arrow_fallbacks = 0  # inserts the Arrow path handed to the standard one (values, or a refusal)
         self._pending: _Batch = {}
         self._pending_rows = 0
         self._first_added: float | None = None
@@ -221,18 +426,61 @@ class ClickHouseWriter:
 
     def add_many(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
         """Buffer rows given as columns of equal length (lists, tuples or numpy arrays)."""
-        lengths = {len(v) for v in columns.values()}
+        self.add_columns(table, tuple(columns.keys()), tuple(columns.values()))
+
+    def add_columns(self, table: str, names: Sequence[str], columns: Sequence[Sequence[Any]]) -> None:
+        """Buffer rows given as parallel columns: `columns[i]` holds the values of column `names[i]`.
+
+        The cheap way to add many rows (no dict per row): lists, tuples or numpy
+        arrays of equal length, plain values as for `add`. For `pings`:
+        `add_columns("pings", *sinks.rows.ping_rows_columns(records, hotspot_ids, low_accuracy))`.
+        """
+        names = tuple(names)
+        if len(names) != len(columns):
+            raise ValueError(f"{len(names)} column names for {len(columns)} columns for {table}")
+        lengths = {len(v) for v in columns}
         if len(lengths) > 1:
             raise ValueError(f"columns for {table} differ in length: {sorted(lengths)}")
         n = lengths.pop() if lengths else 0
         if n == 0:
             return
+        if len(frozenset(names)) != len(names):
+            raise ValueError(f"columns for {table} name a column twice: {names}")
         with self._buf_lock:
-            buf = self._table_buffer(table, columns.keys())
-            for col, name in zip(buf.columns, buf.names):
-                values = columns[name]
+            buf = self._table_buffer(table, names)
+            if names != buf.names:
+                by_name = dict(zip(names, columns))
+                columns = [by_name[name] for name in buf.names]
+            for col, values in zip(buf.columns, columns):
                 # numpy scalars are not accepted by the client's serialisers: tolist() makes Python values
                 col.extend(values.tolist() if hasattr(values, "tolist") else values)
+            buf.rows += n
+            self._added(n)
+
+    def add_arrow(self, table: str, batch: Any) -> None:
+        """Buffer the rows of a pyarrow RecordBatch (or Table) whose columns are named as the table's.
+
+        The cheapest way for many rows: no Python value per cell. For `pings`:
+        `add_arrow("pings", sinks.rows.ping_rows_arrow(records, hotspot_ids, low_accuracy))`.
+        The Arrow insert path writes the arrays as they are when each has the
+        Arrow type that path uses for its column (see `_ArrowColumn`: string,
+        float32/64, an integer type, timestamp in the DateTime64's unit, list)
+        and no NULL where the column is not Nullable; otherwise, and on the
+        standard path, they are converted to Python values first (timestamps
+        to their integer ticks, which ClickHouse reads in the column's unit).
+        """
+        n = batch.num_rows
+        if n == 0:
+            return
+        names = tuple(batch.schema.names)
+        if len(frozenset(names)) != len(names):
+            raise ValueError(f"columns for {table} name a column twice: {names}")
+        batches = batch.to_batches() if hasattr(batch, "to_batches") else [batch]
+        with self._buf_lock:
+            buf = self._table_buffer(table, names)
+            if names != buf.names:
+                batches = [b.select(list(buf.names)) for b in batches]
+            buf.batches.extend(b for b in batches if b.num_rows)
             buf.rows += n
             self._added(n)
 
@@ -337,7 +585,8 @@ class ClickHouseWriter:
                 if opening:
                     self._client = self._factory()
                     opening = False
-                self._client.insert(qualified, buf.columns, column_names=list(buf.names), column_oriented=True)
+                    self._opened(self._client)
+                self._insert(qualified, buf)
             except Exception as exc:  # classified below; nothing is swallowed silently
                 failures += 1
                 metrics.SINK_FAILURES.labels(self.name, table).inc()
@@ -373,6 +622,64 @@ class ClickHouseWriter:
             self._m_pending.dec(buf.rows)
             metrics.SINK_ROWS_WRITTEN.labels(self.name, table).inc(buf.rows)
             return buf.rows
+
+    def _opened(self, client: Client) -> None:
+        self._table_types.clear()
+        self._encoders.clear()
+        self._chdb = _is_chdb(client)
+        self._arrow_ok = (self._arrow_inserts is not False and hasattr(client, "raw_insert")
+                          and (self._arrow_inserts or self._chdb))
+
+    def _insert(self, qualified: str, buf: _TableBuffer) -> None:
+        """One insert of the buffer: through Arrow when it can carry these columns and values, else standard."""
+        client = self._client
+        encoders = self._arrow_encoders(client, qualified, buf.names) if self._arrow_ok else None
+        refused = False
+        if encoders is not None:
+            try:
+                payload = _arrow_stream(buf, encoders)
+            except Exception as exc:  # values Arrow cannot carry as the standard path would: that path decides
+                log.debug("insert into %s through the standard path: %s", qualified, exc, exc_info=True)
+            else:
+                try:
+                    # chDB writes the bytes to a file for INSERT ... FROM INFILE: no copy needed
+                    client.raw_insert(qualified, list(buf.names), memoryview(payload) if self._chdb
+                                      else payload.to_pybytes(), fmt="ArrowStream")
+                    self.inserts["arrow"] += 1
+                    return
+                except Exception as exc:
+                    if not is_permanent(exc):
+                        raise  # an outage: retried like any other
+                    # refused as Arrow (a type changed since the DESCRIBE?): the standard path decides
+                    refused = True
+                    self._encoders.pop((qualified, buf.names), None)
+                    self._table_types.pop(qualified, None)
+                    text = str(exc).strip()
+                    log.warning("ClickHouse refused the Arrow insert into %s, using the standard path: %s",
+                                qualified, text.splitlines()[0] if text else type(exc).__name__)
+            self.arrow_fallbacks += 1
+        client.insert(qualified, buf.python_columns(), column_names=list(buf.names), column_oriented=True)
+        self.inserts["standard"] += 1
+        if refused:  # the standard path wrote what Arrow could not: it keeps this table until the client is reopened
+            self._encoders[(qualified, buf.names)] = None
+
+    def _arrow_encoders(self, client: Client, qualified: str, names: tuple[str, ...]) -> list[_ArrowColumn] | None:
+        """How to build each column as Arrow, or None when one of them cannot be (or is not in the table)."""
+        key = (qualified, names)
+        if key in self._encoders:
+            return self._encoders[key]
+        types = self._table_types.get(qualified)
+        if types is None:
+            # the standard path runs the same DESCRIBE before each insert, so its errors are the same
+            types = {row[0]: row[1] for row in client.query(f"DESCRIBE TABLE {qualified}").result_rows}
+            self._table_types[qualified] = types
+        try:
+            encoders = [_ArrowColumn(types[name]) for name in names]
+        except (KeyError, _NotForArrow, ImportError) as exc:
+            log.debug("%s is inserted through the standard path (%s: %s)", qualified, type(exc).__name__, exc)
+            encoders = None
+        self._encoders[key] = encoders
+        return encoders
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None

@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 import pytest
-from clickhouse_connect.driver.exceptions import OperationalError
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from prometheus_client import REGISTRY
 
 from sinks.clickhouse import make_client, migrate
-from sinks.rows import patrol_event_row, state_version
+from sinks.rows import patrol_event_row, ping_rows_arrow, ping_rows_columns, state_version
 from sinks.writer import ClickHouseWriter, RetryPolicy, SinkBackpressure, SinkRejected
 from tests.conftest import free_port, wait_until
 
@@ -345,3 +345,168 @@ def test_writing_the_same_events_again_in_other_batches_leaves_the_same_rows_und
     assert [store.rows(q) for q in final] == before
     store.admin.command("OPTIMIZE TABLE hotspot.visits FINAL")
     assert store.rows("SELECT visit_id, end_reason FROM hotspot.visits ORDER BY visit_id") == [("v-1", "exit"), ("v-2", "open")]
+
+
+# --------------------------------------------------------------------------- Arrow inserts
+def ping_records(t: int, n: int) -> tuple[list[dict], list[tuple], list[bool]]:
+    """Pings as the worker has them: decoded records with NULLs, hot spot ids, low-accuracy flags."""
+    recs = [{"device_id": f"dev-{i % 37}", "ts_ms": t + i * 997, "received_ms": t + i * 997 + 1500,
+             "lat": 51.75 + (i % 101) * 1.37e-4, "lon": -1.26 + (i % 89) * 2.9e-4,
+             "accuracy_m": None if i % 13 == 0 else 3.0 + (i % 40) / 3, "speed_mps": None if i % 7 == 0 else (i % 50) / 7,
+             "heading_deg": None if i % 5 == 0 else (i * 37 % 3600) / 10, "altitude_m": None if i % 3 else 60.1 + i % 9,
+             "battery": None if i % 4 else (i % 100) / 100, "source": ("simulator", "other", "", None)[i % 4], "extra": {}}
+            for i in range(n)]
+    hotspots = [() if i % 3 else (f"hs-{i % 20:03d}",) if i % 9 else ("hs-001", "hs-002") for i in range(n)]
+    low = [(recs[i]["accuracy_m"] or 0) > 15 for i in range(n)]
+    return recs, hotspots, low
+
+
+def every_table_of_the_worker(w: ClickHouseWriter, t: int, pings: str) -> None:
+    """A worker flush: pings as an Arrow batch, as columns or row by row (`pings`), the rest by rows."""
+    from sinks.rows import hotspot_row, ping_row, rejected_row, retired_hotspot_row
+
+    recs, hotspots, low = ping_records(t, 3000)
+    if pings == "arrow":
+        w.add_arrow("pings", ping_rows_arrow(recs, hotspots, low))
+    elif pings == "columns":
+        w.add_columns("pings", *ping_rows_columns(recs, hotspots, low))
+    else:
+        for rec, h, lo in zip(recs, hotspots, low):
+            w.add("pings", ping_row(rec, hotspot_ids=h, low_accuracy=lo))
+    for i in range(60):
+        w.add(*patrol_event_row(visit_event(f"v-{i}", "visit_started", t + i, t - 30_000)))
+        w.add(*patrol_event_row(visit_event(f"w-{i}", "visit_ended", t + i, t - 90_000, t + i, 90.5 + i, "exit")))
+        w.add(*patrol_event_row({"event_id": f"m{i}", "type": "mode_segment", "device_id": f"dev-{i}", "hotspot_id": None,
+                                 "ts_ms": t, "mode": {"started_ms": t - i * 1000, "ended_ms": t, "mode": "foot", "distance_m": 6.5 * i}}))
+        stop = {"stop_id": f"st-{i}", "started_ms": t - 60_000, "ended_ms": t if i % 2 else None, "duration_s": 60.25,
+                "lat": 51.0 + i / 1e3, "lon": -1.0}
+        w.add(*patrol_event_row({"event_id": f"s{i}", "type": "stop_ended" if i % 2 else "stop_started", "device_id": "dev-1",
+                                 "hotspot_id": "hs-1" if i % 3 else None, "ts_ms": t + i, "stop": stop}))
+        ping = {"device_id": f"dev-{i}", "ts_ms": t + i, "received_ms": t + i + 5, "lat": 91.0, "lon": 0.5, "accuracy_m": 5.5,
+                "speed_mps": None, "heading_deg": None, "altitude_m": None, "battery": 0.25, "source": "native"}
+        w.add("pings_rejected", rejected_row({"device_id": None, "ping": None if i % 4 == 0 else ping, "raw": "{}" if i % 4 == 0 else None,
+                                              "reason": "out_of_range", "detail": "lat", "stage": "worker", "rejected_ms": t + i},
+                                             f"pings/0/{i}"))
+    w.add("hotspots", hotspot_row({"id": "hs-1", "name": "Market", "geometry_geojson": "{}", "published_ms": t,
+                                   "target_minutes": 15.0, "buffer_m": None, "active_from_ms": t - 1, "active_to_ms": None}))
+    w.add("hotspots", retired_hotspot_row("hs-2", t))
+
+
+WORKER_TABLES = ("pings", "visits", "stops", "mode_segments", "pings_rejected", "hotspots")
+
+
+@pytest.mark.parametrize("pings, arrow_inserts", [("arrow", None), ("columns", None), ("arrow", False), ("rows", None)])
+def test_every_way_in_writes_exactly_the_rows_of_ping_row_add_and_the_standard_insert(store, pings, arrow_inserts):
+    """The same flush the old way (ping_row, add, clickhouse-connect's insert) and another way, into two
+    databases of one store: identical rows, column for column, type for type, Float32 bit for bit."""
+    migrate(store.admin, "standard")
+    t = now_ms()
+    ours = store.writer(arrow_inserts=arrow_inserts)  # None: embedded chDB inserts through Arrow
+    standard = ClickHouseWriter(store.dsn, "standard", arrow_inserts=False)
+    store._writers.append(standard)
+    every_table_of_the_worker(ours, t, pings)
+    every_table_of_the_worker(standard, t, "rows")
+    for w in (ours, standard):
+        assert w.flush() == 3000 + 5 * 60 + 2
+    if arrow_inserts is None:
+        assert ours.inserts == {"arrow": len(WORKER_TABLES), "standard": 0} and ours.arrow_fallbacks == 0
+    else:
+        assert ours.inserts == {"arrow": 0, "standard": len(WORKER_TABLES)}
+    for table in WORKER_TABLES:
+        query = "SELECT *, toTypeName(tuple(*)) FROM {db}.{table} ORDER BY ALL"
+        theirs = store.rows(query.format(db="standard", table=table))
+        assert store.rows(query.format(db="hotspot", table=table)) == theirs and len(theirs) > 1, table
+    bits = ("SELECT groupArray(tuple(reinterpretAsUInt32(ifNull(accuracy_m, 0)), reinterpretAsUInt32(ifNull(battery, 0)))) "
+            "FROM (SELECT * FROM {db}.pings ORDER BY ALL)")
+    assert store.rows(bits.format(db="hotspot")) == store.rows(bits.format(db="standard"))
+
+
+def test_values_arrow_cannot_carry_exactly_go_through_the_standard_path(store):
+    """A datetime for a DateTime64, a bool for an integer, tables with Map and Date columns: written as before."""
+    migrate(store.admin, "standard")
+    t = now_ms()
+    visit = patrol_event_row(visit_event("v-1", "visit_ended", t, t - 60_000, t, 60.0, "exit"))[1]
+    when = dt.datetime.fromtimestamp((t - 60_000) / 1000, dt.UTC)
+    arrow = store.writer()
+    standard = ClickHouseWriter(store.dsn, "standard", arrow_inserts=False)
+    store._writers.append(standard)
+    for w in (arrow, standard):
+        w.add("visits", {**visit, "entered_at": when, "stop_count": True})
+        w.add("activity", {"activity_id": "a-1", "user": "pc101", "device_id": "", "ts": t, "kind": "note", "hotspot_id": "",
+                           "assignment_id": "", "note": "", "lat": None, "lon": None, "attributes": {"k": "v"}})
+        assert w.flush() == 2
+    assert arrow.inserts == {"arrow": 0, "standard": 2} and arrow.arrow_fallbacks == 1
+    for table in ("visits", "activity"):
+        assert store.rows(f"SELECT * FROM hotspot.{table} ORDER BY ALL") == store.rows(f"SELECT * FROM standard.{table} ORDER BY ALL")
+    # rows the standard path refuses are refused as before, and stay buffered
+    w = store.writer()
+    w.add("stops", {"stop_id": "s", "device_id": "d", "hotspot_id": "h", "started_at": t, "ended_at": None,
+                    "duration_s": None, "lat": 0.0, "lon": 0.0, "version": 0})
+    with pytest.raises(SinkRejected, match="None"):
+        w.flush()
+    assert w.pending_rows == 1 and w.attempts == 1 and w.arrow_fallbacks == 1
+    w = store.writer()  # a value beyond Float32, from an Arrow batch: refused as ever
+    recs, hotspots, low = ping_records(t, 3)
+    recs[1]["accuracy_m"] = 1e39
+    w.add_arrow("pings", ping_rows_arrow(recs, hotspots, low))
+    with pytest.raises(SinkRejected, match="accuracy_m.*out of range"):
+        w.flush()
+    assert w.pending_rows == 3 and w.arrow_fallbacks == 1
+
+
+class ArrowTrouble:
+    """A real client whose Arrow inserts fail: `refusals` times as ClickHouse refusing them, `outages` times as an outage."""
+
+    def __init__(self, real, refusals: int = 0, outages: int = 0):
+        self.real, self.refusals, self.outages = real, refusals, outages
+        self.raw_inserts = 0
+        self.inserts = 0
+
+    def raw_insert(self, *args, **kwargs):
+        self.raw_inserts += 1
+        if self.outages > 0:
+            self.outages -= 1
+            raise OperationalError("Error HTTPConnectionPool(host='ch', port=8123): Connection refused")
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise DatabaseError("Code: 53. DB::Exception: Type mismatch. (TYPE_MISMATCH)", code=53)
+        return self.real.raw_insert(*args, **kwargs)
+
+    def insert(self, *args, **kwargs):
+        self.inserts += 1
+        return self.real.insert(*args, **kwargs)
+
+    def query(self, *args, **kwargs):
+        return self.real.query(*args, **kwargs)
+
+    def close(self):
+        pass  # the real client is the store's
+
+
+def stop_rows(n: int, t: int) -> dict[str, list]:
+    return {"stop_id": [f"s-{i}" for i in range(n)], "device_id": ["d"] * n, "hotspot_id": ["h"] * n, "started_at": [t] * n,
+            "ended_at": [None] * n, "duration_s": [0.0] * n, "lat": [0.0] * n, "lon": [0.0] * n, "version": list(range(n))}
+
+
+def test_an_arrow_insert_clickhouse_refuses_is_written_by_the_standard_path(store):
+    client = ArrowTrouble(store.admin, refusals=1)
+    w = ClickHouseWriter(database=store.db, client_factory=lambda: client, retry=FAST_RETRY, arrow_inserts=True)
+    t = now_ms()
+    w.add_many("stops", stop_rows(10, t))
+    assert w.flush() == 10
+    assert (client.raw_inserts, client.inserts, w.attempts, w.arrow_fallbacks) == (1, 1, 1, 1) and w.healthy
+    w.add_many("stops", stop_rows(5, t))  # that table stays on the standard path while this client lives
+    assert w.flush() == 5 and (client.raw_inserts, client.inserts) == (1, 2)
+    w.add_many("mode_segments", {"device_id": ["d"], "started_at": [t], "ended_at": [t], "mode": ["foot"],
+                                 "distance_m": [1.0], "version": [t]})
+    assert w.flush() == 1 and (client.raw_inserts, client.inserts) == (2, 2)
+    assert store.rows("SELECT count(), uniqExact(stop_id) FROM hotspot.stops") == [(15, 10)]
+
+
+def test_an_outage_during_an_arrow_insert_is_retried_like_any_other(store):
+    client = ArrowTrouble(store.admin, outages=2)
+    w = ClickHouseWriter(database=store.db, client_factory=lambda: client, retry=FAST_RETRY, arrow_inserts=True)
+    w.add_many("stops", stop_rows(100, now_ms()))
+    assert w.flush() == 100
+    assert (client.raw_inserts, client.inserts, w.attempts, w.arrow_fallbacks) == (3, 0, 3, 0) and w.healthy
+    assert store.rows("SELECT count() FROM hotspot.stops") == [(100,)]
