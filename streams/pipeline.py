@@ -460,9 +460,13 @@ class LivePipeline:
     # --- output ---------------------------------------------------------------
     def _add_rows(self, result: BatchResult, record_of: dict, source_of: dict, undecodable) -> None:
         w = self.writer
-        for a in result.accepted:
-            rec = record_of.get(id(a.ping)) or rows.ping_record(a.ping, "other")
-            w.add("pings", table_rows.ping_row(rec, hotspot_ids=a.hotspot_ids, low_accuracy=a.low_accuracy))
+        accepted = result.accepted
+        if accepted:
+            # One Arrow batch for the pings: no Python object per row (pings held over from an
+            # earlier batch have no record here and are written as ping_record(ping, "other")).
+            w.add_arrow("pings", table_rows.ping_rows_arrow([record_of.get(id(a.ping)) or a.ping for a in accepted],
+                                                            [a.hotspot_ids for a in accepted],
+                                                            [a.low_accuracy for a in accepted]))
         for r in result.rejected:
             rec = rows.reject_record(r, record_of.get(id(r.ping)))
             reject_id = source_of.get(id(r.ping)) or f"{r.ping.device_id}/{r.ping.ts_ms}/{r.reason}"
