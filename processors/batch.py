@@ -45,8 +45,9 @@ the batch; then the per-fix state machines, the only per-ping Python left.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from operator import attrgetter
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -58,6 +59,9 @@ from processors.reorder import admit, release
 from processors.validation import check_in_order, check_ping
 
 _ACC, _LAT, _LON, _TS = (attrgetter(a) for a in ("accuracy_m", "lat", "lon", "ts_ms"))
+# AcceptedPing from a (ping, hotspot_ids, low_accuracy) tuple without the Python-level
+# NamedTuple constructor: one per accepted ping, so it is built in C through map().
+_accepted = partial(tuple.__new__, AcceptedPing)
 
 __all__ = ["BatchResult", "process_batch", "expire", "finish", "DeviceState", "ProcessingConfig", "HotspotIndex"]
 
@@ -74,21 +78,20 @@ def process_batch(states: Mapping[str, DeviceState], pings: Sequence[Ping], inde
                   config: ProcessingConfig) -> BatchResult:
     result = BatchResult()
     work = result.states
-    rejected = result.rejected
+    reject = result.rejected.append
     for p in pings:
         reason = check_ping(p, config)
-        if reason is not None:
-            rejected.append(RejectedPing(p, reason))
-            continue
-        st = work.get(p.device_id)
-        if st is None:
-            old = states.get(p.device_id)
-            st = old.copy() if old is not None else DeviceState(p.device_id)
-            work[p.device_id] = st
-        reason = admit(st, p, config)
-        if reason is not None:
-            rejected.append(RejectedPing(p, reason))
-    _advance(work, {d: release(st, config) for d, st in work.items()}, index, config, result)
+        if reason is None:
+            d = p.device_id
+            st = work.get(d)
+            if st is None:
+                old = states.get(d)
+                st = work[d] = old.copy() if old is not None else DeviceState(d)
+            reason = admit(st, p, config)
+            if reason is None:
+                continue
+        reject(RejectedPing(p, reason))
+    _advance(work.values(), False, index, config, result)
     return result
 
 
@@ -97,7 +100,6 @@ def expire(states: Mapping[str, DeviceState], now_ms: int, index: HotspotIndex,
     result = BatchResult()
     window_ms = config.reorder_window_s * 1000.0
     loss_ms = config.signal_loss_s * 1000.0
-    released: dict[str, list[Ping]] = {}
     for d, old in states.items():
         arrival = old.last_arrival_ms
         if arrival is None:
@@ -106,10 +108,8 @@ def expire(states: Mapping[str, DeviceState], now_ms: int, index: HotspotIndex,
         flush = bool(old.buffer) and quiet_ms >= window_ms
         silent = quiet_ms >= loss_ms and not old.silenced and old.last_ms is not None
         if flush or silent:
-            st = old.copy()
-            result.states[d] = st
-            released[d] = release(st, config, flush=True)
-    _advance(result.states, released, index, config, result)
+            result.states[d] = old.copy()
+    _advance(result.states.values(), True, index, config, result)
     for d, st in result.states.items():
         if now_ms - st.last_arrival_ms >= loss_ms and not st.silenced and st.last_ms is not None:
             close_all(st, END_SIGNAL_LOST, config, result.events)
@@ -118,45 +118,40 @@ def expire(states: Mapping[str, DeviceState], now_ms: int, index: HotspotIndex,
 
 def finish(states: Mapping[str, DeviceState], index: HotspotIndex, config: ProcessingConfig) -> BatchResult:
     result = BatchResult()
-    released: dict[str, list[Ping]] = {}
     for d, old in states.items():
-        st = old.copy()
-        result.states[d] = st
-        released[d] = release(st, config, flush=True)
-    _advance(result.states, released, index, config, result)
+        result.states[d] = old.copy()
+    _advance(result.states.values(), True, index, config, result)
     for st in result.states.values():
         if not st.silenced and st.last_ms is not None:
             close_all(st, END_OF_DATA, config, result.events)
     return result
 
 
-def _advance(work: dict[str, DeviceState], released: dict[str, list[Ping]], index: HotspotIndex,
-             config: ProcessingConfig, result: BatchResult) -> None:
-    """Teleport filter, one geofence query for all, then the state machines, device by device."""
-    rejected = result.rejected
+def _advance(work: Iterable[DeviceState], flush: bool, index: HotspotIndex, config: ProcessingConfig,
+             result: BatchResult) -> None:
+    """Release, teleport filter, one geofence query for all, then the state machines, device by device.
+
+    The fixes of the batch go into one flat list, one device after another,
+    with each fix's state beside it (`owners`), so that the state machines run
+    in one flat loop over the fixes and their hot spots.
+    """
+    reject = result.rejected.append
     fixes: list[Ping] = []
-    spans: list[tuple[DeviceState, int, int]] = []
-    for d, out in released.items():
-        if not out:
-            continue
-        st = work[d]
-        start = len(fixes)
-        for p in out:
+    owners: list[DeviceState] = []
+    for st in work:
+        for p in release(st, config, flush=flush):
             reason = check_in_order(st, p, config)
             if reason is None:
                 fixes.append(p)
+                owners.append(st)
             else:
-                rejected.append(RejectedPing(p, reason))
-        if len(fixes) > start:
-            spans.append((st, start, len(fixes)))
+                reject(RejectedPing(p, reason))
     if not fixes:
         return
     n = len(fixes)
-    default_acc = config.default_accuracy_m
-    max_acc = config.max_accuracy_m
     acc = np.array(list(map(_ACC, fixes)), dtype=np.float64)      # None (no accuracy) becomes NaN
-    acc[np.isnan(acc)] = default_acc
-    low = acc > max_acc
+    acc[np.isnan(acc)] = config.default_accuracy_m
+    low = acc > config.max_accuracy_m
     edge_m = np.where(low, 0.0, acc * config.edge_accuracy_factor)
     lat = np.fromiter(map(_LAT, fixes), dtype=np.float64, count=n)
     lon = np.fromiter(map(_LON, fixes), dtype=np.float64, count=n)
@@ -164,7 +159,6 @@ def _advance(work: dict[str, DeviceState], released: dict[str, list[Ping]], inde
     inside_ids, edge_ids = index.match(lat, lon, edge_m, ts).per_point(n)
     low_list = low.tolist()
     events = result.events
-    for st, a, b in spans:
-        for p, ins, edge, lo in zip(fixes[a:b], inside_ids[a:b], edge_ids[a:b], low_list[a:b]):
-            step(st, p, ins, edge, lo, config, events)
-    result.accepted.extend(map(AcceptedPing, fixes, inside_ids, low_list))
+    for st, p, ins, edge, lo in zip(owners, fixes, inside_ids, edge_ids, low_list):
+        step(st, p, ins, edge, lo, config, events)
+    result.accepted.extend(map(_accepted, zip(fixes, inside_ids, low_list)))

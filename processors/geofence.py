@@ -84,16 +84,18 @@ class Matches:
         if not len(self.point):
             return inside_ids, edge_ids
         ids = self.ids
-        pts = self.point.tolist()
-        hs = self.hotspot.tolist()
-        ins = self.inside.tolist()
-        eds = self.edge.tolist()
-        for k, i in enumerate(pts):
-            h = ids[hs[k]]
-            if ins[k]:
-                inside_ids[i] = inside_ids[i] + (h,)
-            if eds[k]:
-                edge_ids[i] = edge_ids[i] + (h,)
+        # A point in (or on the edge of) one hot spot alone gets that hot spot's (id,) tuple,
+        # made once per call and shared: most points are near one hot spot at most, and every
+        # object the accepted pings keep is one more for the garbage collector to count.
+        alone: dict[int, tuple[str, ...]] = {}
+        for i, j, is_in, is_edge in zip(self.point.tolist(), self.hotspot.tolist(), self.inside.tolist(),
+                                        self.edge.tolist()):
+            if is_in:
+                got = inside_ids[i]
+                inside_ids[i] = got + (ids[j],) if got else alone.get(j) or alone.setdefault(j, (ids[j],))
+            if is_edge:
+                got = edge_ids[i]
+                edge_ids[i] = got + (ids[j],) if got else alone.get(j) or alone.setdefault(j, (ids[j],))
         return inside_ids, edge_ids
 
 
@@ -215,6 +217,9 @@ class HotspotIndex:
         return len(self.ids)
 
     # ------------------------------------------------------------------ query
+    # The query calls ndarray methods (a.clip, a.repeat) rather than the np.* wrappers: the same
+    # functions with less overhead per call, which is most of a query's cost for the small
+    # batches of a quiet live stream.
     def to_xy(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """WGS84 degrees to the index's metric frame."""
         return (np.asarray(lon, dtype=np.float64) - self.lon0) * self.kx, \
@@ -261,18 +266,18 @@ class HotspotIndex:
         fx = (x - self._grid_origin[0]) * inv
         fy = (y - self._grid_origin[1]) * inv
         in_grid = (fx >= 0) & (fx < nx) & (fy >= 0) & (fy < ny)
-        cell = np.clip(fx, 0, nx - 1).astype(np.int64) * ny + np.clip(fy, 0, ny - 1).astype(np.int64)
+        cell = fx.clip(0, nx - 1).astype(np.int64) * ny + fy.clip(0, ny - 1).astype(np.int64)
         starts = self._cell_start[cell]
         counts = np.where(in_grid, self._cell_start[cell + 1] - starts, 0)
         wide = edge > self._margin_m
         counts[wide] = 0
-        pts = np.flatnonzero(counts)
+        pts = counts.nonzero()[0]
         counts, starts = counts[pts], starts[pts]
         total = int(counts.sum())
-        first = np.cumsum(counts) - counts
-        qi = np.repeat(pts, counts)
-        hj = self._cell_hotspots[np.repeat(starts - first, counts) + np.arange(total)]
-        wide_pts = np.flatnonzero(wide)
+        first = counts.cumsum() - counts
+        qi = pts.repeat(counts)
+        hj = self._cell_hotspots[(starts - first).repeat(counts) + np.arange(total)]
+        wide_pts = wide.nonzero()[0]
         if len(wide_pts):
             e = edge[wide_pts]
             wx, wy = x[wide_pts], y[wide_pts]
@@ -286,17 +291,17 @@ class HotspotIndex:
         s0 = self._seg_start[hj]
         counts = self._seg_start[hj + 1] - s0
         total = int(counts.sum())
-        first = np.cumsum(counts) - counts
-        seg = np.repeat(s0 - first, counts) + np.arange(total)
-        sx = np.repeat(px, counts)
-        sy = np.repeat(py, counts)
+        first = counts.cumsum() - counts
+        seg = (s0 - first).repeat(counts) + np.arange(total)
+        sx = px.repeat(counts)
+        sy = py.repeat(counts)
         x1, y1 = self._seg_x1[seg], self._seg_y1[seg]
         rx, ry = sx - x1, sy - y1
         # Crossing of a ray going east from the point.
         crosses = ((y1 > sy) != (self._seg_y2[seg] > sy)) & (rx < ry * self._seg_dxdy[seg])
         inside = (np.add.reduceat(crosses.view(np.int8), first) & 1).astype(bool)
         dx, dy = self._seg_dx[seg], self._seg_dy[seg]
-        t = np.clip((rx * dx + ry * dy) * self._seg_inv_len2[seg], 0.0, 1.0)
+        t = ((rx * dx + ry * dy) * self._seg_inv_len2[seg]).clip(0.0, 1.0)
         ex, ey = rx - t * dx, ry - t * dy
         d2 = np.minimum.reduceat(ex * ex + ey * ey, first)
         return inside, d2

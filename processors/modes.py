@@ -31,6 +31,7 @@ The rule (docs/decisions.md, "Analytics core"):
 from __future__ import annotations
 
 import math
+from itertools import chain
 
 from processors.config import ProcessingConfig
 from processors.geo import M_PER_DEG, M_PER_DEG_LAT, RAD
@@ -41,6 +42,9 @@ U, S, F, V, AMBIGUOUS = 0, 1, 2, 3, 4
 MODE_NAMES = (UNKNOWN, STATIONARY, FOOT, VEHICLE)
 
 _WINDOW_MAX_FIXES = 16
+
+_new = object.__new__
+_cos, _sqrt = math.cos, math.sqrt
 
 
 class ModeTracker:
@@ -63,18 +67,20 @@ class ModeTracker:
         self.last_ms: int | None = None
         self.last_lat = self.last_lon = self.last_acc_m = 0.0
         self.anchor_lat = self.anchor_lon = 0.0
-        self.window: list[tuple[int, float, float, float]] = []   # recent fixes, oldest first
-        self.timeline: list[tuple[int, int]] = []                # (start_ms, mode) of recent segments
+        # Tuples, replaced rather than changed, so that copies can share them (DeviceState.copy).
+        # The window is flat, t_ms, lat, lon, acc_m of each fix in turn: no tuple per fix to make.
+        self.window: tuple[int | float, ...] = ()         # recent fixes, oldest first
+        self.timeline: tuple[tuple[int, int], ...] = ()   # (start_ms, mode) of recent segments
 
     # ------------------------------------------------------------------ per ping
     def update(self, device_id: str, t: int, lat: float, lon: float, acc_m: float, device_speed_mps: float | None,
                cfg: ProcessingConfig, events: list) -> float:
         """Take one fix in time order; returns the device's trusted speed at this fix (m/s), or -1 if none."""
-        if self.last_ms is None:
+        last_ms = self.last_ms
+        if last_ms is None:
             self._begin(device_id, t, lat, lon, acc_m, events)
             return -1.0
-        dt_s = (t - self.last_ms) / 1000.0
-        kx = M_PER_DEG * math.cos(lat * RAD)   # local metres per degree (one cosine per fix)
+        kx = M_PER_DEG * _cos(lat * RAD)   # local metres per degree (one cosine per fix)
         # Distance travelled, without the jitter of a device standing still.
         inc = 0.0
         jitter_m = acc_m if acc_m < 30.0 else 30.0
@@ -82,31 +88,39 @@ class ModeTracker:
             jitter_m = cfg.distance_jitter_m
         dx = (lon - self.anchor_lon) * kx
         dy = (lat - self.anchor_lat) * M_PER_DEG_LAT
-        if dx * dx + dy * dy > jitter_m * jitter_m:
-            inc = math.sqrt(dx * dx + dy * dy)
+        d2 = dx * dx + dy * dy
+        if d2 > jitter_m * jitter_m:
+            inc = _sqrt(d2)
             self.seg_dist_m += inc
-            self.anchor_lat, self.anchor_lon = lat, lon
-        # Speed evidence.
-        dx = (lon - self.last_lon) * kx
-        dy = (lat - self.last_lat) * M_PER_DEG_LAT
-        lower_mps = (math.sqrt(dx * dx + dy * dy) - acc_m - self.last_acc_m) / dt_s
-        if lower_mps < 0.0:
-            lower_mps = 0.0
+            self.anchor_lat = lat
+            self.anchor_lon = lon
+        # Speed evidence: the device's speed if the displacement since the last fix (less both
+        # accuracies; only worked out when there is a plausible device speed to check) allows it.
         v = device_speed_mps
-        if v is not None and 0.0 <= v <= cfg.max_speed_mps and acc_m <= cfg.speed_trust_max_accuracy_m \
-                and lower_mps <= v + cfg.speed_mismatch_mps:
+        trusted = False
+        if v is not None and 0.0 <= v <= cfg.max_speed_mps and acc_m <= cfg.speed_trust_max_accuracy_m:
+            dx = (lon - self.last_lon) * kx
+            dy = (lat - self.last_lat) * M_PER_DEG_LAT
+            lower_mps = (_sqrt(dx * dx + dy * dy) - acc_m - self.last_acc_m) / ((t - last_ms) / 1000.0)
+            if lower_mps < 0.0:
+                lower_mps = 0.0
+            trusted = lower_mps <= v + cfg.speed_mismatch_mps
+        if trusted:
             moving_mps = v
         else:
             # Displacement speaks for the interval before this fix, not for whether the device is
             # moving at it: leave that to the stop detector's positions.
             v = self._displacement_speed(t, lat, lon, acc_m, kx, cfg)
             moving_mps = -1.0
+        # Add this fix; keep at least two fixes, dropping those older than twice the window
+        # and those beyond the cap (the new fix is never among the dropped ones).
         window = self.window
-        window.append((t, lat, lon, acc_m))
         horizon = t - 2000.0 * cfg.mode_window_s
-        if window[0][0] < horizon or len(window) > _WINDOW_MAX_FIXES:
-            while len(window) > 2 and (window[0][0] < horizon or len(window) > _WINDOW_MAX_FIXES):
-                del window[0]
+        n = len(window) // 4 + 1
+        k = 0
+        while n - k > 2 and (window[4 * k] < horizon or n - k > _WINDOW_MAX_FIXES):
+            k += 1
+        self.window = window[4 * k:] + (t, lat, lon, acc_m)
         if v <= cfg.stationary_max_mps:
             e = S
         elif v <= cfg.foot_max_mps:
@@ -117,7 +131,10 @@ class ModeTracker:
             e = AMBIGUOUS
         if e != self.mode or self.cand != U or self.amb_start_ms is not None:
             self._evidence(device_id, e, t, inc, cfg, events)
-        self.last_ms, self.last_lat, self.last_lon, self.last_acc_m = t, lat, lon, acc_m
+        self.last_ms = t
+        self.last_lat = lat
+        self.last_lon = lon
+        self.last_acc_m = acc_m
         return moving_mps
 
     def _begin(self, device_id: str, t: int, lat: float, lon: float, acc_m: float, events: list) -> None:
@@ -132,7 +149,7 @@ class ModeTracker:
         self.amb_start_ms = None
         self.last_ms, self.last_lat, self.last_lon, self.last_acc_m = t, lat, lon, acc_m
         self.anchor_lat, self.anchor_lon = lat, lon
-        self.window = [(t, lat, lon, acc_m)]
+        self.window = (t, lat, lon, acc_m)
         self._mark(t, U)
 
     def _displacement_speed(self, t: int, lat: float, lon: float, acc_m: float, kx: float,
@@ -141,7 +158,9 @@ class ModeTracker:
         window_ms = cfg.mode_window_s * 1000.0
         tj = t
         d = 0.0
-        for tj, la, lo, aj in reversed(self.window):
+        w = self.window
+        for j in range(len(w) - 4, -1, -4):     # newest first
+            tj, la, lo, aj = w[j], w[j + 1], w[j + 2], w[j + 3]
             dx = (lon - lo) * kx
             dy = (lat - la) * M_PER_DEG_LAT
             d = math.sqrt(dx * dx + dy * dy)
@@ -209,9 +228,9 @@ class ModeTracker:
     def _mark(self, start_ms: int, mode: int) -> None:
         tl = self.timeline
         if tl and tl[-1][0] >= start_ms:
-            tl[-1] = (tl[-1][0], mode)
+            self.timeline = tl[:-1] + ((tl[-1][0], mode),)
         else:
-            tl.append((start_ms, mode))
+            self.timeline = tl + ((start_ms, mode),)
 
     # ------------------------------------------------------------------ closing
     def close(self, device_id: str, events: list, *, gap: bool) -> None:
@@ -228,7 +247,7 @@ class ModeTracker:
         self.cand, self.cand_pings, self.cand_dist_m = U, 0, 0.0
         self.amb_start_ms = None
         self.last_ms = None
-        self.window = []
+        self.window = ()
         self.in_gap = gap
         self._mark(end, U)
 
@@ -257,15 +276,30 @@ class ModeTracker:
         while k + 1 < len(tl) and tl[k + 1][0] <= keep_from_ms:
             k += 1
         if k:
-            del tl[:k]
+            self.timeline = tl[k:]
 
     # ------------------------------------------------------------------ state
     def copy(self) -> "ModeTracker":
-        c = ModeTracker.__new__(ModeTracker)
-        for name in self.__slots__:
-            setattr(c, name, getattr(self, name))
-        c.window = list(self.window)
-        c.timeline = list(self.timeline)
+        """Field by field (see DeviceState.copy); the window and timeline are immutable, so shared."""
+        c = _new(ModeTracker)
+        c.mode = self.mode
+        c.fresh = self.fresh
+        c.seg_start_ms = self.seg_start_ms
+        c.seg_dist_m = self.seg_dist_m
+        c.in_gap = self.in_gap
+        c.cand = self.cand
+        c.cand_start_ms = self.cand_start_ms
+        c.cand_pings = self.cand_pings
+        c.cand_dist_m = self.cand_dist_m
+        c.amb_start_ms = self.amb_start_ms
+        c.last_ms = self.last_ms
+        c.last_lat = self.last_lat
+        c.last_lon = self.last_lon
+        c.last_acc_m = self.last_acc_m
+        c.anchor_lat = self.anchor_lat
+        c.anchor_lon = self.anchor_lon
+        c.window = self.window
+        c.timeline = self.timeline
         return c
 
     def to_list(self) -> list:
@@ -273,7 +307,8 @@ class ModeTracker:
                 self.cand, self.cand_start_ms, self.cand_pings, self.cand_dist_m, self.amb_start_ms,
                 self.last_ms, self.last_lat, self.last_lon, self.last_acc_m,
                 self.anchor_lat, self.anchor_lon,
-                [list(w) for w in self.window], [list(x) for x in self.timeline]]
+                [self.window[j:j + 4] for j in range(0, len(self.window), 4)],   # [t, lat, lon, acc] per fix
+                self.timeline]   # (orjson writes tuples as arrays)
 
     @classmethod
     def from_list(cls, v: list) -> "ModeTracker":
@@ -282,6 +317,6 @@ class ModeTracker:
          m.cand, m.cand_start_ms, m.cand_pings, m.cand_dist_m, m.amb_start_ms,
          m.last_ms, m.last_lat, m.last_lon, m.last_acc_m,
          m.anchor_lat, m.anchor_lon, window, timeline) = v
-        m.window = [tuple(w) for w in window]
-        m.timeline = [tuple(x) for x in timeline]
+        m.window = tuple(chain.from_iterable(window))
+        m.timeline = tuple(map(tuple, timeline))
         return m

@@ -16,19 +16,18 @@ no ping has arrived for the window; a ping that shows up after that is late.
 """
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left
+from operator import attrgetter
 
 from processors.config import ProcessingConfig
 from processors.device import DeviceState
 from processors.model import DUPLICATE, LATE, Ping
 
-
-def _ts(p: Ping) -> int:
-    return p.ts_ms
+_ts = attrgetter("ts_ms")
 
 
 def _held(buf: list[Ping], t: int) -> int:
-    k = bisect.bisect_left(buf, t, key=_ts)
+    k = bisect_left(buf, t, key=_ts)
     return k if k < len(buf) and buf[k].ts_ms == t else -1
 
 
@@ -37,11 +36,11 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig) -> str | None:
     t = p.ts_ms
     wm = st.watermark_ms
     buf = st.buffer
-    if (wm is not None and t < wm - cfg.reorder_window_s * 1000.0) or \
-            (st.frontier_ms is not None and t <= st.frontier_ms):
+    frontier = st.frontier_ms
+    if (wm is not None and t < wm - cfg.reorder_window_s * 1000.0) or (frontier is not None and t <= frontier):
         return DUPLICATE if t in st.recent_ts or _held(buf, t) >= 0 else LATE
     if buf and t <= buf[-1].ts_ms:
-        k = bisect.bisect_left(buf, t, key=_ts)
+        k = bisect_left(buf, t, key=_ts)
         if k < len(buf) and buf[k].ts_ms == t:
             return DUPLICATE
         buf.insert(k, p)
@@ -49,8 +48,11 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig) -> str | None:
         buf.append(p)
     if wm is None or t > wm:
         st.watermark_ms = t
-    arrival = p.received_ms if p.received_ms is not None else t
-    if st.last_arrival_ms is None or arrival > st.last_arrival_ms:
+    arrival = p.received_ms
+    if arrival is None:
+        arrival = t
+    last = st.last_arrival_ms
+    if last is None or arrival > last:
         st.last_arrival_ms = arrival
     return None
 
@@ -60,21 +62,28 @@ def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False) -> l
     buf = st.buffer
     if not buf:
         return []
+    n = len(buf)
     if flush:
-        k = len(buf)
+        k = n
     else:
         horizon = st.watermark_ms - cfg.reorder_window_s * 1000.0
-        k = 0
-        n = len(buf)
-        while k < n and buf[k].ts_ms < horizon:
-            k += 1
-        if not k:
-            return []
-    out = buf[:k]
-    del buf[:k]
+        if buf[-1].ts_ms < horizon:
+            k = n                      # all of it (a sparse device: one ping per batch or less)
+        else:
+            k = 0
+            while buf[k].ts_ms < horizon:
+                k += 1
+            if not k:
+                return []
+    if k == n:
+        out = buf                      # hand the whole list over rather than copy it
+        st.buffer = []
+    else:
+        out = buf[:k]
+        del buf[:k]
     st.frontier_ms = out[-1].ts_ms
-    recent = st.recent_ts
-    recent.extend(p.ts_ms for p in out)
+    recent = st.recent_ts + tuple(map(_ts, out))
     if len(recent) > cfg.recent_ts_kept:
-        del recent[:len(recent) - cfg.recent_ts_kept]
+        recent = recent[len(recent) - cfg.recent_ts_kept:]
+    st.recent_ts = recent
     return out

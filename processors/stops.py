@@ -20,6 +20,8 @@ from processors.config import ProcessingConfig
 from processors.geo import distance_m
 from processors.model import StopEnded, StopStarted, stop_id
 
+_new = object.__new__
+
 
 class StopTracker:
     __slots__ = ("start_ms", "sum_lat", "sum_lon", "n", "last_ms", "away_ms", "away_lat", "away_lon", "away_still",
@@ -104,9 +106,18 @@ class StopTracker:
 
     # ------------------------------------------------------------------ state
     def copy(self) -> "StopTracker":
-        c = StopTracker.__new__(StopTracker)
-        for name in self.__slots__:
-            setattr(c, name, getattr(self, name))
+        """Field by field (see DeviceState.copy)."""
+        c = _new(StopTracker)
+        c.start_ms = self.start_ms
+        c.sum_lat = self.sum_lat
+        c.sum_lon = self.sum_lon
+        c.n = self.n
+        c.last_ms = self.last_ms
+        c.away_ms = self.away_ms
+        c.away_lat = self.away_lat
+        c.away_lon = self.away_lon
+        c.away_still = self.away_still
+        c.announced = self.announced
         return c
 
     def to_list(self) -> list:

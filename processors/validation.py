@@ -28,15 +28,17 @@ def check_ping(p: Ping, cfg: ProcessingConfig) -> str | None:
         return BAD_COORDINATES
     if abs(lat) < cfg.null_island_deg and abs(lon) < cfg.null_island_deg:
         return NULL_ISLAND
-    if p.ts_ms < cfg.min_ts_ms:
+    t = p.ts_ms
+    if t < cfg.min_ts_ms:
         return BAD_TIMESTAMP
     acc = p.accuracy_m
     if acc is not None and not (acc >= 0.0 and _isfinite(acc)):
         return BAD_ACCURACY
-    if p.received_ms is not None:
-        if p.ts_ms > p.received_ms + cfg.future_tolerance_s * 1000.0:
+    received = p.received_ms
+    if received is not None:
+        if t > received + cfg.future_tolerance_s * 1000.0:
             return FUTURE_TIMESTAMP
-        if p.ts_ms < p.received_ms - cfg.max_age_s * 1000.0:
+        if t < received - cfg.max_age_s * 1000.0:
             return STALE_TIMESTAMP
     return None
 
@@ -69,8 +71,9 @@ def check_in_order(st, p: Ping, cfg: ProcessingConfig) -> str | None:
     fix is accepted and becomes the anchor. Without that, one bad anchor would
     reject a device's track for good.
     """
-    good = p.accuracy_m is None or p.accuracy_m <= cfg.max_accuracy_m
-    fix = (p.ts_ms, p.lat, p.lon, p.accuracy_m or 0.0)
+    acc = p.accuracy_m
+    good = acc is None or acc <= cfg.max_accuracy_m
+    fix = (p.ts_ms, p.lat, p.lon, acc or 0.0)
     anchor = st.anchor
     if anchor is None or implied_speed_mps(anchor[0], anchor[1], anchor[2], anchor[3], p) <= cfg.max_speed_mps:
         if good:

@@ -36,6 +36,8 @@ from processors.stops import StopTracker
 
 PRE, CANDIDATE, OPEN = 0, 1, 2
 
+_new = object.__new__
+
 
 class Track:
     __slots__ = ("hotspot_id", "phase", "first_ms", "firm_ms", "edge_in_ms", "last_in_ms", "exit_since_ms",
@@ -123,9 +125,19 @@ class Track:
 
     # ------------------------------------------------------------------ state
     def copy(self) -> "Track":
-        c = Track.__new__(Track)
-        for name in self.__slots__:
-            setattr(c, name, getattr(self, name))
+        """Field by field (see DeviceState.copy)."""
+        c = _new(Track)
+        c.hotspot_id = self.hotspot_id
+        c.phase = self.phase
+        c.first_ms = self.first_ms
+        c.firm_ms = self.firm_ms
+        c.edge_in_ms = self.edge_in_ms
+        c.last_in_ms = self.last_in_ms
+        c.exit_since_ms = self.exit_since_ms
+        c.after_in_ms = self.after_in_ms
+        c.n_in = self.n_in
+        c.n_pending = self.n_pending
+        c.stop_count = self.stop_count
         c.stop = self.stop.copy()
         return c
 

@@ -121,6 +121,57 @@ def test_state_round_trips_through_bytes_mid_visit_and_mid_stop():
     assert len(b) < 2000
 
 
+# The bytes of a state written before the mode window, the mode timeline and the recent fix
+# times were held as tuples (a walk into H, then 40 s standing): the byte form is the contract.
+_STATE_BEFORE_TUPLES = (
+    b'\x01["d1",[[1750000050000,51.75267408073771,-1.2574103836728279,5.0,0.0,null,null,null,null],'
+    b'[1750000055000,51.75267408073771,-1.2574103836728279,5.0,0.0,null,null,null,null],'
+    b'[1750000060000,51.75267408073771,-1.2574103836728279,5.0,0.0,null,null,null,null]],'
+    b'1750000060000,1750000045000,1750000060000,[1750000000000,1750000005000,1750000010000,'
+    b'1750000015000,1750000020000,1750000025000,1750000030000,1750000035000,1750000040000,'
+    b'1750000045000],[1750000045000,51.75267408073771,-1.2574103836728279,5.0],null,1750000045000,'
+    b'false,[2,false,1750000000000,29.937557072218343,false,1,1750000020000,5,0.0,null,1750000045000,'
+    b'51.75267408073771,-1.2574103836728279,5.0,51.75267408073771,-1.2574103836728279,[[1750000000000,'
+    b'51.75267408073771,-1.2578448081635862,5.0],[1750000005000,51.75267408073771,-1.2577362020408966,'
+    b'5.0],[1750000010000,51.75267408073771,-1.257627595918207,5.0],[1750000015000,51.75267408073771,'
+    b'-1.2575189897955175,5.0],[1750000020000,51.75267408073771,-1.2574103836728279,5.0],'
+    b'[1750000025000,51.75267408073771,-1.2574103836728279,5.0],[1750000030000,51.75267408073771,'
+    b'-1.2574103836728279,5.0],[1750000035000,51.75267408073771,-1.2574103836728279,5.0],'
+    b'[1750000040000,51.75267408073771,-1.2574103836728279,5.0],[1750000045000,51.75267408073771,'
+    b'-1.2574103836728279,5.0]],[[1750000000000,2]]],[["H",2,1750000010000,1750000015000,2500.0,'
+    b'1750000045000,null,null,8,0,0,[1750000025000,258.76337040368855,-6.287051918364139,5,'
+    b'1750000045000,null,0.0,0.0,false,false]]]]'
+)
+
+
+def test_state_bytes_written_by_the_earlier_layout_load_and_are_written_alike():
+    track = walk(0, 20, 5, (-10, 75), (20, 75), speed_mps=1.5) + stay(25, 60, 5, (20, 75))
+    live = process_batch({}, track, IDX, CFG)
+    assert live.states["d1"].to_bytes() == _STATE_BEFORE_TUPLES
+    restored = DeviceState.from_bytes(_STATE_BEFORE_TUPLES)
+    assert restored.to_bytes() == _STATE_BEFORE_TUPLES
+    more = stay(65, 200, 5, (20, 75)) + walk(205, 300, 5, (30, 75), (200, 75), speed_mps=1.5)
+    assert process_batch({"d1": restored}, more, IDX, CFG).events == process_batch(live.states, more, IDX, CFG).events
+
+
+def test_copy_carries_every_field_and_shares_nothing_the_step_changes_in_place():
+    st = process_batch({}, _patrol()[:45], IDX, CFG).states["d1"]
+    c = st.copy()
+    assert c.to_bytes() == st.to_bytes()
+    (h,) = st.tracks
+    pairs = [(st, c), (st.mode, c.mode), (st.tracks[h], c.tracks[h]), (st.tracks[h].stop, c.tracks[h].stop)]
+    for orig, dup in pairs:
+        assert dup is not orig
+        for name in type(orig).__slots__:
+            a, b = getattr(orig, name), getattr(dup, name)
+            if name in ("mode", "stop"):          # compared as a pair of their own
+                continue
+            if isinstance(a, (list, dict)):       # changed in place by the state machines
+                assert a is not b and list(a) == list(b), name
+            else:
+                assert a == b, name
+
+
 def test_state_of_another_version_is_refused():
     with pytest.raises(ValueError, match="version"):
         DeviceState.from_bytes(b"\x09[]")
