@@ -93,6 +93,22 @@ async def prepare_topics(settings: Settings) -> None:
                          f"they must match (recreate the changelog with {counts.get('pings')} partitions)")
 
 
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections on the hot path.
+
+    The worker allocates a few short-lived objects per ping and keeps long-lived
+    ones (modules, device states); with the default thresholds full collections
+    keep rescanning the long-lived heap. Everything alive after start-up is moved
+    out of the collector's sight (`gc.freeze`) and the youngest generation is
+    collected every 50,000 allocations instead of 700.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Block running the worker until SIGINT/SIGTERM."""
     import asyncio as _asyncio
@@ -101,6 +117,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     _asyncio.run(prepare_topics(settings))
     app = create_app(settings)
+    _tune_gc()
     if settings.worker_metrics_port:
         from sinks.metrics import serve_metrics
 
