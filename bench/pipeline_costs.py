@@ -111,7 +111,7 @@ def main() -> int:
             g = time.perf_counter()
             for acc in result.accepted:
                 # pings held over from an earlier batch come back from the state bytes as new objects
-                rec = rec_of.get(id(acc.ping)) or rows.ping_record(acc.ping, "other")
+                rec = rec_of.get(id(acc.ping)) or rows.ping_record(acc.ping)
                 writer.add("pings", table_rows.ping_row(rec, hotspot_ids=acc.hotspot_ids,
                                                         low_accuracy=acc.low_accuracy))
             for rj in result.rejected:

@@ -20,6 +20,9 @@ from processors.model import END_SIGNAL_LOST, Ping
 from processors.modes import ModeTracker
 from processors.visits import OPEN, Track
 
+# Version 1 stores a buffered ping as [ts_ms, lat, lon, accuracy_m, speed_mps, heading_deg,
+# altitude_m, battery, received_ms], followed by its source when it has one. Readers of
+# version 1 have always taken both lengths, so states written before `source` was kept still load.
 STATE_VERSION = 1
 
 _new = object.__new__
@@ -81,7 +84,9 @@ class DeviceState:
     def to_bytes(self) -> bytes:
         body = [self.device_id,
                 [[p.ts_ms, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg, p.altitude_m, p.battery,
-                  p.received_ms] for p in self.buffer],
+                  p.received_ms] if p.source is None else
+                 [p.ts_ms, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg, p.altitude_m, p.battery,
+                  p.received_ms, p.source] for p in self.buffer],
                 self.watermark_ms, self.frontier_ms, self.last_arrival_ms, self.recent_ts,
                 self.anchor, self.suspect, self.last_ms, self.silenced,
                 self.mode.to_list(), [tr.to_list() for tr in self.tracks.values()]]

@@ -19,6 +19,9 @@ class Ping:
 
     `received_ms` is the arrival time the gateway stamped; None (historical
     replay) skips the future and stale checks, which need an arrival time.
+    `source` is the protocol or path it came in by (the Avro Ping's `source`):
+    the processors never read it, only carry it, so that a ping held in the
+    reorder buffer, even across a restart, is stored with the source it came with.
     """
 
     device_id: str
@@ -31,6 +34,7 @@ class Ping:
     altitude_m: float | None = None
     battery: float | None = None
     received_ms: int | None = None
+    source: str | None = None
 
 
 # Reason codes of rejected pings (machine-readable; stable, they end up in ClickHouse).

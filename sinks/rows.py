@@ -122,7 +122,7 @@ def ping_rows_columns(pings: Sequence[Mapping[str, Any]], hotspot_ids: Sequence[
     and the rows turned into columns by zip. `ping_rows_arrow` is cheaper still.
 
         acc = result.accepted                                 # AcceptedPing tuples
-        recs = [record_of.get(id(a.ping)) or ping_record(a.ping, "other") for a in acc]
+        recs = [record_of.get(id(a.ping)) or ping_record(a.ping) for a in acc]
         writer.add_columns("pings", *ping_rows_columns(recs, [a.hotspot_ids for a in acc],
                                                        [a.low_accuracy for a in acc]))
     """
@@ -167,7 +167,7 @@ def _ping_tuples(pings: Sequence[Any]) -> list[tuple]:
     try:
         return [get(p) if isinstance(p, dict) else
                 (p.device_id, p.ts_ms, p.received_ms or 0, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg,
-                 p.altitude_m, p.battery, "other") for p in pings]
+                 p.altitude_m, p.battery, getattr(p, "source", None)) for p in pings]
     except KeyError:  # a record without some field: None, as .get() in ping_row (a required one is refused later)
         return [tuple(p.get(k) for k in _PING_FIELDS) if isinstance(p, dict) else _ping_tuples([p])[0] for p in pings]
 
@@ -187,8 +187,8 @@ def ping_rows_arrow(pings: Sequence[Any], hotspot_ids: Sequence[Iterable[str]] |
     `schemas.codec` decodes it (str, int epoch ms, float, None), or a
     `processors.model.Ping` (anything with its attributes) that has no record
     any more, such as a ping held over from an earlier batch: its row is that
-    of `ping_row(streams.rows.ping_record(p, "other"))`, without making that
-    dict (source "other", received_at 0 when received_ms is None). pyarrow
+    of `ping_row(streams.rows.ping_record(p))`, without making that dict
+    (its own source, or "other" without one; received_at 0 when received_ms is None). pyarrow
     converts by type, so a float where an int belongs would be truncated rather
     than refused: for records of another origin use `ping_rows_columns`, whose
     values the writer checks as its standard path does. A NULL device_id,

@@ -463,7 +463,8 @@ class LivePipeline:
         accepted = result.accepted
         if accepted:
             # One Arrow batch for the pings: no Python object per row (pings held over from an
-            # earlier batch have no record here and are written as ping_record(ping, "other")).
+            # earlier batch have no record here and are written as ping_record(ping), whose
+            # source the Ping carries).
             w.add_arrow("pings", table_rows.ping_rows_arrow([record_of.get(id(a.ping)) or a.ping for a in accepted],
                                                             [a.hotspot_ids for a in accepted],
                                                             [a.low_accuracy for a in accepted]))

@@ -109,9 +109,9 @@ class Source(NamedTuple):
 
 
 class SourcedPing(Ping):
-    """A Ping that remembers its Source; the processors see a plain Ping."""
+    """A Ping that remembers the file and line it was read from (`origin`); the processors see a plain Ping."""
 
-    __slots__ = ("source",)
+    __slots__ = ("origin",)
 
 
 class BadRow(NamedTuple):
@@ -147,7 +147,7 @@ def make_ping(src: Source) -> SourcedPing | BadRow:
             p = _ping_from_values(*src.values)
         except _RowError as exc:
             return BadRow(src, exc.reason, exc.detail)
-    p.source = src
+    p.origin = src
     return p
 
 
@@ -319,7 +319,7 @@ class _Block(NamedTuple):
 
 def source_of(p: Ping) -> Source:
     """The Source of a ping read by this module (resolving a lazy (block, row) reference)."""
-    src = p.source
+    src = p.origin
     return src if type(src) is Source else src[0].source(src[1])
 
 
@@ -376,7 +376,7 @@ def _csv_block_fast(block: _Block) -> list[SourcedPing] | None:
     floats = [[None] * n if f is empty else f for f in floats]
     out = list(map(SourcedPing, devices, ts, *floats))
     for i, p in enumerate(out):
-        p.source = (block, i)
+        p.origin = (block, i)
     return out
 
 

@@ -24,16 +24,20 @@ def ping_from_record(r: dict) -> Ping:
         device_id=r["device_id"], ts_ms=int(r["ts_ms"]), lat=float(r["lat"]), lon=float(r["lon"]),
         accuracy_m=r.get("accuracy_m"), speed_mps=r.get("speed_mps"), heading_deg=r.get("heading_deg"),
         altitude_m=r.get("altitude_m"), battery=r.get("battery"), received_ms=r.get("received_ms"),
+        source=r.get("source"),
     )
 
 
-def ping_record(p: Ping, source: str = "replay", extra: dict[str, str] | None = None) -> dict:
-    """The Avro `Ping` of a processors `Ping` (for publishers such as `hotspot pings send`)."""
+def ping_record(p: Ping, source: str | None = None, extra: dict[str, str] | None = None) -> dict:
+    """The Avro `Ping` of a processors `Ping` (for publishers such as `hotspot pings send`).
+
+    `source` defaults to the ping's own, or "other" when it has none.
+    """
     return {
         "device_id": p.device_id, "ts_ms": p.ts_ms, "lat": p.lat, "lon": p.lon,
         "accuracy_m": p.accuracy_m, "speed_mps": p.speed_mps, "heading_deg": p.heading_deg,
         "altitude_m": p.altitude_m, "battery": p.battery, "received_ms": p.received_ms or 0,
-        "source": source, "extra": extra or {},
+        "source": source or p.source or "other", "extra": extra or {},
     }
 
 
@@ -68,7 +72,7 @@ def reject_record(r: RejectedPing, ping_rec: dict | None) -> dict[str, Any]:
     """The Avro RejectedPing of a ping the processors refused. `rejected_ms` is its arrival
     time, not the clock, so processing it again yields the same record."""
     p = r.ping
-    return {"device_id": p.device_id, "ping": ping_rec or ping_record(p, "other"), "raw": None,
+    return {"device_id": p.device_id, "ping": ping_rec or ping_record(p), "raw": None,
             "reason": r.reason, "detail": "", "stage": "worker", "rejected_ms": p.received_ms or p.ts_ms}
 
 

@@ -56,6 +56,10 @@ def live_tables(live: LiveSystem) -> dict[str, list[dict]]:
     }
 
 
+def pings_by_source(live: LiveSystem) -> dict[str, int]:
+    return {r["source"]: int(r["n"]) for r in live.sql("SELECT source, count() AS n FROM hotspot.pings FINAL GROUP BY source")}
+
+
 def assert_live_equals_replay(live: dict[str, list[dict]], expected: dict[str, list[dict]]) -> None:
     # Visits: every visit replay found, with the same id; closed ones identical in every column.
     got = {v["visit_id"]: v for v in live["visits"]}
@@ -104,6 +108,9 @@ def test_live_pings_give_the_same_visits_stops_modes_and_rejects_as_replay(make_
         total = _line_count(sim / "pings.csv")
         wait_until(lambda: _accounted(live) == total, 180, f"all {total} pings stored or rejected")
         assert_live_equals_replay(live_tables(live), expected)
+        # Every stored ping keeps the source it was sent with, also those held for reordering
+        # from one batch to the next (nearly all of them, live).
+        assert pings_by_source(live) == {"replay": total - len(expected["rejected"])}
     finally:
         live.stop_worker()
 
@@ -247,6 +254,8 @@ def test_kill_9_of_the_worker_at_random_moments_then_restart_loses_and_doubles_n
         # exactly the pings replay accepted.
         assert int(live.scalar("SELECT count() FROM hotspot.pings FINAL")) == total - len(expected["rejected"])
         assert_live_equals_replay(live_tables(live), expected)
+        # held pings restored from the changelog after a kill keep their source too
+        assert pings_by_source(live) == {"replay": total - len(expected["rejected"])}
     except AssertionError as exc:
         raise AssertionError(f"HOTSPOT_CRASH_SEED={seed}: {exc}\n--- worker logs (tail) ---\n{live.log_text()[-4000:]}") from exc
     finally:

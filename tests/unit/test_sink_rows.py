@@ -70,13 +70,15 @@ def test_ping_rows_arrow_takes_ping_objects_as_ping_record_would_make_them():
     from streams.rows import ping_record
 
     pings = [Ping("dev-1", 1_700_000_000_000 + i, 51.5, -1.25, 12.5 if i % 2 else None, 1.5, None, 60.0, None,
-                  None if i % 3 == 0 else 1_700_000_000_900 + i) for i in range(6)]
+                  None if i % 3 == 0 else 1_700_000_000_900 + i, ("owntracks", None, "")[i % 3]) for i in range(6)]
     mixed = [record(i) if i % 2 else p for i, p in enumerate(pings)]
     hotspots = [("hs-1",) if i % 2 else () for i in range(6)]
-    expected = rows_as_columns([ping_row(m if isinstance(m, dict) else ping_record(m, "other"), hotspot_ids=h)
+    expected = rows_as_columns([ping_row(m if isinstance(m, dict) else ping_record(m), hotspot_ids=h)
                                 for m, h in zip(mixed, hotspots)])
     assert arrow_columns(ping_rows_arrow(mixed, hotspots)) == expected
-    assert arrow_columns(ping_rows_arrow(pings)) == rows_as_columns([ping_row(ping_record(p, "other")) for p in pings])
+    assert arrow_columns(ping_rows_arrow(pings)) == rows_as_columns([ping_row(ping_record(p)) for p in pings])
+    # a held-over Ping keeps the source it came with; none (or "") is "other", as for a record
+    assert arrow_columns(ping_rows_arrow(pings))[PING_COLUMNS.index("source")] == ["owntracks", "other", "other"] * 2
     with pytest.raises((TypeError, ValueError)):  # a record with a value of the wrong type is not taken for a Ping
         ping_rows_arrow([record(0, lat="north")])
 
