@@ -789,7 +789,7 @@ def print_profile(work: Path, kind: str, top: int, out_dir: Path) -> None:
     for label, pred in _SUBTREES:
         t = _inclusive(root, pred)
         print(f"  {label:<62} {t:7.1f}s {100 * t / busy:5.1f}%")
-    print(f"\n--- worker pyinstrument call tree (main thread; frames under 1% hidden) ---")
+    print("\n--- worker pyinstrument call tree (main thread; frames under 1% hidden) ---")
     from pyinstrument.renderers import ConsoleRenderer
 
     text = ConsoleRenderer(unicode=False, color=False, processor_options={"filter_threshold": 0.01}).render(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import parse_qsl
 
 import orjson

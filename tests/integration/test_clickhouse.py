@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sinks.clickhouse import Migration, StoreBusy, applied_versions, load_migrations, make_client, migrate
+from sinks.clickhouse import Migration, applied_versions, load_migrations, make_client, migrate
 from tests.conftest import HOTSPOT
 
 

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from gateway.config import GatewayConfig
 from gateway.credentials import CredentialStore
 from gateway.main import create_app, create_osmand_app
-from gateway.spool import Spool
 from tests.conftest import wait_until
 from schemas.codec import Codec
 
