@@ -71,14 +71,40 @@ async def ensure_topics(bootstrap_servers: str, partitions: int, topics=TOPICS) 
             if spec.retention_ms is not None:
                 config["retention.ms"] = str(spec.retention_ms)
             wanted.append(NewTopic(spec.name, num_partitions=partitions, replication_factor=1, topic_configs=config))
-        if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race; the topic is there either way
-        return [t.name for t in wanted]
+        if not wanted:
+            return []
+        try:
+            response = await admin.create_topics(wanted)
+        except TopicAlreadyExistsError:
+            return []  # another process won the race; the topics are there either way
+        return _created_topics(response)
     finally:
         await admin.close()
+
+
+# Kafka error code of a topic that already exists: the broker's metadata cache
+# can lag a creation by a moment, so a second caller may ask for it again.
+_TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
+
+
+def _created_topics(response) -> list[str]:
+    """Names the broker created, from a CreateTopics response.
+
+    The broker answers per topic. A topic that already exists is not ours to
+    report; any other per-topic error (a bad config, a policy refusal) is raised,
+    since carrying on would leave the system without a topic it needs.
+    """
+    created, failed = [], []
+    for entry in response.topic_errors:
+        topic, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        if code == 0:
+            created.append(topic)
+        elif code != _TOPIC_ALREADY_EXISTS:
+            failed.append(f"{topic}: error {code}{f' ({message})' if message else ''}")
+    if failed:
+        raise KafkaError("could not create topics: " + "; ".join(failed))
+    return created
 
 
 async def describe_topics(bootstrap_servers: str) -> dict[str, int]:
