@@ -38,7 +38,8 @@ class WorkerApp(faust.App):
     BootStrategy = _Boot
 
 
-def create_app(settings: Settings) -> faust.App:
+def create_app(settings: Settings, metrics_url: str | None = None) -> faust.App:
+    """`metrics_url`: where this process serves /metrics, said in the log once logging is set up."""
     from streams.pipeline import LivePipeline
 
     app = WorkerApp(
@@ -59,6 +60,8 @@ def create_app(settings: Settings) -> faust.App:
         """The pings loop; stopping it takes a last checkpoint and leaves the group at once."""
 
         async def on_start(self) -> None:
+            if metrics_url:
+                log.info("worker metrics on %s", metrics_url)
             self._loop_task = asyncio.ensure_future(pipeline.run())
 
         async def on_stop(self) -> None:
@@ -116,13 +119,14 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from faust.worker import Worker
 
     _asyncio.run(prepare_topics(settings))
-    app = create_app(settings)
-    _tune_gc()
+    metrics_url = None
     if settings.worker_metrics_port:
         from sinks.metrics import serve_metrics
 
         served = serve_metrics(settings.worker_metrics_port, host=settings.http_host)
-        log.info("worker metrics on http://%s:%d/metrics", settings.http_host, served.port)
+        metrics_url = f"http://{settings.http_host}:{served.port}/metrics"
+    app = create_app(settings, metrics_url)
+    _tune_gc()
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # Faust's terminal spinner puts the root logger at DEBUG, so every library debug call
     # builds a record (6% of the worker's time in a profile) and escape codes fill the log.

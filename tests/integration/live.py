@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tests.conftest import HOTSPOT, running, wait_until  # noqa: F401  (wait_until re-exported for tests)
+from tests.conftest import HOTSPOT, free_port, running, wait_until  # noqa: F401  (wait_until re-exported for tests)
 
 READY_LINE = "hot-spot index rebuilt"
 
@@ -29,6 +29,7 @@ class LiveSystem:
     processing: dict = field(default_factory=dict)
     worker: subprocess.Popen | None = None
     logs: list[Path] = field(default_factory=list)
+    metrics_port: int = field(default_factory=free_port)
 
     @property
     def env(self) -> dict[str, str]:
@@ -36,7 +37,7 @@ class LiveSystem:
         env.update({
             "HOTSPOT_DATA_DIR": str(self.data_dir),
             "HOTSPOT_KAFKA_BOOTSTRAP": self.broker.bootstrap,
-            "HOTSPOT_WORKER_METRICS_PORT": "0",
+            "HOTSPOT_WORKER_METRICS_PORT": str(self.metrics_port),
             "HOTSPOT_WORKER_EXPIRE_INTERVAL_S": "1",
             "HOTSPOT_PROCESSING": json.dumps(self.processing),
         })
@@ -79,6 +80,20 @@ class LiveSystem:
             except subprocess.TimeoutExpired:
                 os.killpg(self.worker.pid, signal.SIGKILL)
                 self.worker.wait(timeout=30)
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        """The running worker's /metrics, scraped: (sample name, sorted labels) -> value."""
+        import re
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        found = re.findall(r"worker metrics on (http://\S+/metrics)", self.logs[-1].read_text())
+        assert found, "the worker did not say where its metrics are"
+        with urllib.request.urlopen(found[-1], timeout=10) as resp:
+            text = resp.read().decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
 
     def sql(self, query: str) -> list[dict]:
         out = self.hotspot("sql", "--format", "json", query)

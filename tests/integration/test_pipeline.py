@@ -111,8 +111,39 @@ def test_live_pings_give_the_same_visits_stops_modes_and_rejects_as_replay(make_
         # Every stored ping keeps the source it was sent with, also those held for reordering
         # from one batch to the next (nearly all of them, live).
         assert pings_by_source(live) == {"replay": total - len(expected["rejected"])}
+        assert_metrics_tell_the_same_story(live, total, expected)
     finally:
         live.stop_worker()
+
+
+def _metric_sum(samples: dict, name: str, **labels) -> float:
+    want = set(labels.items())
+    return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))
+
+
+def assert_metrics_tell_the_same_story(live: LiveSystem, total: int, expected: dict[str, list[dict]]) -> None:
+    """The worker's /metrics agree with the tables: what an operator's dashboard would show."""
+    still_open = {v["device_id"] for v in expected["visits"] if v["end_reason"] == "end_of_data"}
+    # Gauges are refreshed at each checkpoint (every second): wait for the one after the last batch.
+    def settled():
+        m = live.metrics()
+        drained = _metric_sum(m, "consumer_lag", topic="pings") == 0
+        return m if drained and m.get(("devices_inside_hotspots", ())) == len(still_open) else None
+
+    samples = wait_until(settled, 30, "the gauges to show a drained topic and the devices still inside a hot spot")
+    assert _metric_sum(samples, "pings_in_total") == total
+    rejected = Counter(r["reason"] for r in expected["rejected"])
+    assert {reason: _metric_sum(samples, "pings_rejected_total", reason=reason) for reason in rejected} == rejected
+    assert _metric_sum(samples, "pings_rejected_total") == sum(rejected.values())
+    visits = expected["visits"]
+    assert _metric_sum(samples, "events_total", type="visit_started") == len(visits)
+    assert _metric_sum(samples, "events_total", type="visit_ended") == sum(v["end_reason"] != "end_of_data" for v in visits)
+    assert _metric_sum(samples, "events_total", type="stop_started") == len(expected["stops"])
+    assert len({lab for (n, lab) in samples if n == "consumer_lag"}) == 4  # one per pings partition
+    assert _metric_sum(samples, "ping_to_event_seconds_count") > 0
+    assert _metric_sum(samples, "batch_size_count", stage="worker") > 0
+    assert _metric_sum(samples, "sink_rows_written_total", table="visits") >= len(visits)
+    assert _metric_sum(samples, "sink_failures_total") == 0
 
 
 def test_a_hot_spot_published_while_the_worker_runs_takes_effect_without_restart(make_broker, tmp_path):
