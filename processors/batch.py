@@ -11,8 +11,9 @@ API (all pure: no I/O, no clock; time comes from the pings or from `now_ms`):
 
     expire(states, now_ms: int, index, config) -> BatchResult
         For the live timer. `now_ms` is the arrival clock (the gateway's
-        `received_ms`). Releases the reorder buffer of devices quiet for
-        `reorder_window_s`, and closes the visits of devices quiet for
+        `received_ms`). Releases the held pings that have served their
+        `reorder_hold_s` by then, flushes the reorder buffer of devices quiet
+        for `reorder_window_s`, and closes the visits of devices quiet for
         `signal_loss_s` (end_reason signal_lost, at the last inside fix).
         `DeviceState.deadline_ms(config)` says when a device will next need it.
 
@@ -20,7 +21,7 @@ API (all pure: no I/O, no clock; time comes from the pings or from `now_ms`):
         End of the data (replay): releases every buffer and closes every open
         visit with end_reason end_of_data. Open visits never vanish.
 
-    BatchResult(states, events, rejected, accepted)
+    BatchResult(states, events, rejected, accepted, causes)
         states:   dict device_id -> DeviceState, only those that changed;
                   persist with `state.to_bytes()`, restore with `DeviceState.from_bytes`.
         events:   VisitStarted, VisitEnded, StopStarted, StopEnded, ModeSegment
@@ -28,6 +29,9 @@ API (all pure: no I/O, no clock; time comes from the pings or from `now_ms`):
                   order per device.
         rejected: RejectedPing(ping, reason), reason one of processors.model.REASONS.
         accepted: AcceptedPing(ping, hotspot_ids, low_accuracy), in event order per device.
+        causes:   beside each event, the fix whose arrival brought it about, or
+                  None when silence did (signal loss seen by `expire`, end of
+                  data): what ping-to-event latency is measured from.
 
 Determinism: every state transition is a function of one device's pings in
 event-time order, and the reorder window decides that order from the pings
@@ -55,7 +59,7 @@ from processors.config import ProcessingConfig
 from processors.device import DeviceState, close_all, step
 from processors.geofence import HotspotIndex
 from processors.model import END_OF_DATA, END_SIGNAL_LOST, AcceptedPing, Event, Ping, RejectedPing
-from processors.reorder import admit, release
+from processors.reorder import admit, hold_expired, release
 from processors.validation import check_in_order, check_ping
 
 _ACC, _LAT, _LON, _TS = (attrgetter(a) for a in ("accuracy_m", "lat", "lon", "ts_ms"))
@@ -72,6 +76,7 @@ class BatchResult:
     events: list[Event] = field(default_factory=list)
     rejected: list[RejectedPing] = field(default_factory=list)
     accepted: list[AcceptedPing] = field(default_factory=list)
+    causes: list[Ping | None] = field(default_factory=list)
 
 
 def process_batch(states: Mapping[str, DeviceState], pings: Sequence[Ping], index: HotspotIndex,
@@ -91,7 +96,7 @@ def process_batch(states: Mapping[str, DeviceState], pings: Sequence[Ping], inde
             if reason is None:
                 continue
         reject(RejectedPing(p, reason))
-    _advance(work.values(), False, index, config, result)
+    _advance([(st, release(st, config)) for st in work.values()], index, config, result)
     return result
 
 
@@ -100,19 +105,24 @@ def expire(states: Mapping[str, DeviceState], now_ms: int, index: HotspotIndex,
     result = BatchResult()
     window_ms = config.reorder_window_s * 1000.0
     loss_ms = config.signal_loss_s * 1000.0
+    released = []
     for d, old in states.items():
         arrival = old.last_arrival_ms
         if arrival is None:
             continue
         quiet_ms = now_ms - arrival
-        flush = bool(old.buffer) and quiet_ms >= window_ms
+        buf = old.buffer
+        flush = bool(buf) and quiet_ms >= window_ms
+        held = bool(buf) and not flush and hold_expired(buf, now_ms, config)
         silent = quiet_ms >= loss_ms and not old.silenced and old.last_ms is not None
-        if flush or silent:
-            result.states[d] = old.copy()
-    _advance(result.states.values(), True, index, config, result)
+        if flush or held or silent:
+            st = result.states[d] = old.copy()
+            released.append((st, release(st, config, flush=flush, clock_ms=now_ms)))
+    _advance(released, index, config, result)
     for d, st in result.states.items():
         if now_ms - st.last_arrival_ms >= loss_ms and not st.silenced and st.last_ms is not None:
             close_all(st, END_SIGNAL_LOST, config, result.events)
+    _no_cause_for_the_rest(result)
     return result
 
 
@@ -120,16 +130,24 @@ def finish(states: Mapping[str, DeviceState], index: HotspotIndex, config: Proce
     result = BatchResult()
     for d, old in states.items():
         result.states[d] = old.copy()
-    _advance(result.states.values(), True, index, config, result)
+    _advance([(st, release(st, config, flush=True)) for st in result.states.values()], index, config, result)
     for st in result.states.values():
         if not st.silenced and st.last_ms is not None:
             close_all(st, END_OF_DATA, config, result.events)
+    _no_cause_for_the_rest(result)
     return result
 
 
-def _advance(work: Iterable[DeviceState], flush: bool, index: HotspotIndex, config: ProcessingConfig,
+def _no_cause_for_the_rest(result: BatchResult) -> None:
+    """Events added after the fixes' step (closures for silence or end of data) have no causing fix."""
+    missing = len(result.events) - len(result.causes)
+    if missing:
+        result.causes.extend([None] * missing)
+
+
+def _advance(released: Iterable[tuple[DeviceState, list[Ping]]], index: HotspotIndex, config: ProcessingConfig,
              result: BatchResult) -> None:
-    """Release, teleport filter, one geofence query for all, then the state machines, device by device.
+    """Teleport filter on the released fixes, one geofence query for all, then the state machines.
 
     The fixes of the batch go into one flat list, one device after another,
     with each fix's state beside it (`owners`), so that the state machines run
@@ -138,8 +156,8 @@ def _advance(work: Iterable[DeviceState], flush: bool, index: HotspotIndex, conf
     reject = result.rejected.append
     fixes: list[Ping] = []
     owners: list[DeviceState] = []
-    for st in work:
-        for p in release(st, config, flush=flush):
+    for st, out in released:
+        for p in out:
             reason = check_in_order(st, p, config)
             if reason is None:
                 fixes.append(p)
@@ -159,6 +177,9 @@ def _advance(work: Iterable[DeviceState], flush: bool, index: HotspotIndex, conf
     inside_ids, edge_ids = index.match(lat, lon, edge_m, ts).per_point(n)
     low_list = low.tolist()
     events = result.events
+    causes = result.causes
     for st, p, ins, edge, lo in zip(owners, fixes, inside_ids, edge_ids, low_list):
         step(st, p, ins, edge, lo, config, events)
+        if len(events) != len(causes):
+            causes.extend([p] * (len(events) - len(causes)))
     result.accepted.extend(map(_accepted, zip(fixes, inside_ids, low_list)))

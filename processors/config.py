@@ -30,8 +30,13 @@ class ProcessingConfig:
 
     # --- order
     reorder_window_s: float = 10.0
-    """Per device, a ping is held until a ping at least this much newer (event time) has arrived,
-    or, in the live path, until the device has been quiet this long (arrival time)."""
+    """Per device, a ping is held at most until a ping at least this much newer (event time) has
+    arrived, or, for pings without an arrival time, until the device has been quiet this long."""
+    reorder_hold_s: float = 0.5
+    """A ping stamped with its arrival time is held at most this long in arrival time: released once
+    the device's arrival clock (or the live worker's) is this far past its arrival. Pings from one
+    device that overtake each other by less than this are put back in order; it bounds what the
+    reorder window adds to the ping-to-event delay, whatever the device's reporting interval."""
     recent_ts_kept: int = 16
     """Released fix times remembered per device to tell a retransmitted duplicate from a straggler."""
 
@@ -87,6 +92,8 @@ class ProcessingConfig:
             raise ValueError("foot_max_mps must be below vehicle_min_mps (the band between them is the hysteresis)")
         if not self.stationary_max_mps < self.foot_max_mps:
             raise ValueError("stationary_max_mps must be below foot_max_mps")
+        if not self.reorder_hold_s <= self.reorder_window_s:
+            raise ValueError("reorder_hold_s must not be longer than reorder_window_s")
         if not self.reorder_window_s < self.signal_loss_s:
             raise ValueError("reorder_window_s must be shorter than signal_loss_s")
         if not self.exit_confirm_s < self.signal_loss_s:

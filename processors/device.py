@@ -132,6 +132,9 @@ class DeviceState:
         times = []
         if self.buffer:
             times.append(self.last_arrival_ms + int(cfg.reorder_window_s * 1000))
+            arrivals = [q.received_ms for q in self.buffer if q.received_ms is not None]
+            if arrivals:  # the first held ping's hold runs out (processors.reorder)
+                times.append(min(arrivals) + int(cfg.reorder_hold_s * 1000))
         if not self.silenced and self.last_ms is not None:
             times.append(self.last_arrival_ms + int(cfg.signal_loss_s * 1000))
         return min(times) if times else None

@@ -3,16 +3,25 @@
 Owns admission (duplicate and late verdicts) and release. The rule, chosen so
 that batch boundaries and shuffles inside the window cannot change the output:
 
-* the watermark is the newest fix time the device has sent;
-* a ping older than `watermark - reorder_window_s`, or not newer than the last
-  released fix, is a straggler: `duplicate` if its fix time was taken already
-  (held, or among the last `recent_ts_kept` released), otherwise `late`;
-* pings older than `watermark - reorder_window_s` are released, oldest first.
+* the watermark is the newest fix time the device has sent; the device's
+  arrival clock is the newest arrival time (`received_ms`) among its pings;
+* a held ping is released, oldest first, once it is older than
+  `watermark - reorder_window_s`, or once it has been held `reorder_hold_s`
+  of arrival time (only pings that carry an arrival time: live ones);
+  releasing a ping releases every older one with it;
+* a ping that would have to go before a ping already released (or due to
+  be) is a straggler: `duplicate` if its fix time was taken already (held, or
+  among the last `recent_ts_kept` released), otherwise `late`.
 
-Everything released is therefore newer than anything released before, and a
-ping delayed by less than the window relative to the newest one is never late.
-The live worker's timer (`flush`) releases a quiet device's pings early, once
-no ping has arrived for the window; a ping that shows up after that is late.
+Everything released is therefore newer than anything released before. A ping
+delayed by less than the window relative to the newest one, and by less than
+the hold relative to the pings it overtakes, is never late. The hold is what
+keeps the live ping-to-event delay short: without it a fix would wait for a
+fix `reorder_window_s` newer from the same device, which for a device
+reporting every 5-60 s is 10-60 s. The live worker's timer releases by the
+same rule on its own clock (`release(..., clock_ms=...)`), and flushes a
+quiet device's pings that carry no arrival time once no ping has arrived
+for the window; a ping that shows up after such a release is late.
 """
 from __future__ import annotations
 
@@ -39,26 +48,61 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig) -> str | None:
     frontier = st.frontier_ms
     if (wm is not None and t < wm - cfg.reorder_window_s * 1000.0) or (frontier is not None and t <= frontier):
         return DUPLICATE if t in st.recent_ts or _held(buf, t) >= 0 else LATE
+    arrival = p.received_ms
+    if arrival is None:
+        arrival = t
+    last = st.last_arrival_ms
+    clock = arrival if last is None or arrival > last else last
     if buf and t <= buf[-1].ts_ms:
         k = bisect_left(buf, t, key=_ts)
         if k < len(buf) and buf[k].ts_ms == t:
             return DUPLICATE
+        if _overtakes_expired(buf, k, clock, cfg):
+            return LATE
         buf.insert(k, p)
     else:
         buf.append(p)
     if wm is None or t > wm:
         st.watermark_ms = t
-    arrival = p.received_ms
-    if arrival is None:
-        arrival = t
-    last = st.last_arrival_ms
-    if last is None or arrival > last:
-        st.last_arrival_ms = arrival
+    st.last_arrival_ms = clock
     return None
 
 
-def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False) -> list[Ping]:
-    """Take the pings that can no longer be overtaken (all of them with flush=True), oldest first."""
+def _overtakes_expired(buf: list[Ping], k: int, clock_ms: int, cfg: ProcessingConfig) -> bool:
+    """True when a held ping newer than position k has served its hold by the arrival clock.
+
+    The clock is the device's, advanced by this ping's own arrival: had the pings
+    come one batch each, or had the live timer run just before this one arrived,
+    that ping would have been released already, so one that belongs before it
+    comes too late. Judging so is what makes batches of any size, and the timer,
+    agree with one ping at a time.
+    """
+    cutoff = clock_ms - cfg.reorder_hold_s * 1000.0
+    for q in buf[k:]:
+        r = q.received_ms
+        if r is not None and r <= cutoff:
+            return True
+    return False
+
+
+def hold_expired(buf: list[Ping], clock_ms: int, cfg: ProcessingConfig) -> bool:
+    """True when some held ping has been held `reorder_hold_s` by `clock_ms` (arrival time)."""
+    cutoff = clock_ms - cfg.reorder_hold_s * 1000.0
+    for q in buf:
+        r = q.received_ms
+        if r is not None and r <= cutoff:
+            return True
+    return False
+
+
+def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False,
+            clock_ms: int | None = None) -> list[Ping]:
+    """Take the pings that can no longer be overtaken (all of them with flush=True), oldest first.
+
+    The arrival clock is the device's own (its newest ping's arrival), or
+    `clock_ms` when that is later: the live worker's clock, for a device that
+    has sent nothing since.
+    """
     buf = st.buffer
     if not buf:
         return []
@@ -67,14 +111,22 @@ def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False) -> l
         k = n
     else:
         horizon = st.watermark_ms - cfg.reorder_window_s * 1000.0
-        if buf[-1].ts_ms < horizon:
-            k = n                      # all of it (a sparse device: one ping per batch or less)
-        else:
-            k = 0
-            while buf[k].ts_ms < horizon:
-                k += 1
-            if not k:
-                return []
+        clock = st.last_arrival_ms
+        if clock_ms is not None and (clock is None or clock_ms > clock):
+            clock = clock_ms
+        cutoff = -1.0 if clock is None else clock - cfg.reorder_hold_s * 1000.0
+        # From the newest back to the first that must go: past the window, or held long enough.
+        k = n
+        while k:
+            q = buf[k - 1]
+            if q.ts_ms < horizon:
+                break
+            r = q.received_ms
+            if r is not None and r <= cutoff:
+                break
+            k -= 1
+        if not k:
+            return []
     if k == n:
         out = buf                      # hand the whole list over rather than copy it
         st.buffer = []

@@ -7,13 +7,14 @@ from a drawn seed, so a failing example is reproducible from its seed.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import defaultdict
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.batch import finish, process_batch
+from processors.batch import expire, finish, process_batch
 from processors.device import DeviceState
 from processors.model import LATE, ModeSegment, StopEnded, VisitEnded, VisitStarted
 from tests.unit.tracks import CFG, H, index, ping, square
@@ -171,3 +172,62 @@ def test_resuming_from_serialised_state_mid_stream_changes_nothing(tracks, rng, 
     assert {d: s.to_bytes() for d, s in restored.items()} == blobs
     rest = _run_batches(pings[cut:], [], restored)
     assert _by_device(first.events + rest[1]) == _by_device(whole[1])
+
+
+# --------------------------------------------------------------------------- live pings: arrival times and the hold
+
+NO_LOSS = CFG.replace(signal_loss_s=1e7)  # expire judges silence on its own clock; here only the hold is at issue
+
+
+def _arrivals(tracks: dict[str, list], rng: random.Random) -> list:
+    """Stamp each ping with an arrival time (network delay 0.05-2 s, now and then 20 s) and merge in arrival order.
+
+    Delays overtake pings of one device by up to a couple of seconds: more than the
+    hold for some, less for others.
+    """
+    stamped = []
+    for pings in tracks.values():
+        for q in pings:
+            delay_s = rng.choice([0.05, 0.1, 0.3, 0.6, 1.0, 2.0]) if rng.random() > 0.02 else 20.0
+            stamped.append(dataclasses.replace(q, received_ms=q.ts_ms + int(delay_s * 1000)))
+    stamped.sort(key=lambda q: q.received_ms)
+    return stamped
+
+
+def _run_live(pings: list, cuts: list[int], cfg, timer: bool):
+    """Batches cut at `cuts`; with `timer`, the live timer runs between batches on the arrival clock
+    of the next ping to come (nothing older is still unread, as when the worker has read its partitions)."""
+    states, events, rejected = {}, [], []
+    bounds = [0, *sorted(set(cuts)), len(pings)]
+    for a, b in zip(bounds, bounds[1:]):
+        r = process_batch(states, pings[a:b], IDX, cfg)
+        states.update(r.states)
+        events += r.events
+        rejected += r.rejected
+        if timer and b < len(pings):
+            clock = pings[b].received_ms
+            r = expire(states, clock, IDX, cfg)
+            states.update(r.states)
+            events += r.events
+            rejected += r.rejected
+            hold_ms = cfg.reorder_hold_s * 1000
+            assert all(q.received_ms > clock - hold_ms for s in states.values() for q in s.buffer), \
+                "a ping was held past the hold"
+    r = finish(states, IDX, cfg)
+    return _by_device(events + r.events), sorted((p.device_id, p.ts_ms, why) for p, why in rejected + r.rejected)
+
+
+@PROPS
+@given(worlds, st.randoms(use_true_random=False), st.lists(st.integers(0, 400), max_size=8))
+def test_with_arrival_times_batch_boundaries_change_nothing(tracks, rng, cuts):
+    pings = _arrivals(tracks, rng)
+    cuts = [c for c in cuts if c <= len(pings)]
+    assert _run_live(pings, cuts, CFG, timer=False) == _run_live(pings, [], CFG, timer=False)
+
+
+@PROPS
+@given(worlds, st.randoms(use_true_random=False), st.lists(st.integers(0, 400), min_size=1, max_size=12))
+def test_the_live_timer_changes_nothing_when_it_runs_on_the_clock_of_what_is_unread(tracks, rng, cuts):
+    pings = _arrivals(tracks, rng)
+    cuts = [c for c in cuts if c <= len(pings)]
+    assert _run_live(pings, cuts, NO_LOSS, timer=True) == _run_live(pings, [], NO_LOSS, timer=False)

@@ -50,17 +50,67 @@ def test_a_repeated_fix_time_is_a_duplicate_whether_held_or_released():
 
 
 def test_after_a_timer_flush_an_older_ping_is_late():
-    r = process_batch({}, [ping(0, 0, 0, received_s=1)], IDX, CFG)
+    r = process_batch({}, [ping(0, 0, 0)], IDX, CFG)
     assert r.accepted == []
-    flushed = expire(r.states, T0 + 11_000, IDX, CFG)
+    flushed = expire(r.states, T0 + 10_000, IDX, CFG)
     assert _ts(a.ping for a in flushed.accepted) == [0]
-    r2 = process_batch(flushed.states, [ping(-3, 0, 0, received_s=12)], IDX, CFG)
+    r2 = process_batch(flushed.states, [ping(-3, 0, 0)], IDX, CFG)
     assert [(_ts([p])[0], reason) for p, reason in r2.rejected] == [(-3, LATE)]
 
 
-def test_expire_does_nothing_before_the_window_has_passed_in_arrival_time():
-    r = process_batch({}, [ping(0, 0, 0, received_s=1)], IDX, CFG)
-    assert expire(r.states, T0 + 10_999, IDX, CFG).states == {}
+def test_without_arrival_times_expire_waits_for_the_window_in_arrival_time():
+    r = process_batch({}, [ping(0, 0, 0)], IDX, CFG)     # an export: the fix time stands in for arrival
+    assert expire(r.states, T0 + 9_999, IDX, CFG).states == {}
+    assert _ts(a.ping for a in expire(r.states, T0 + 10_000, IDX, CFG).accepted) == [0]
+
+
+# --------------------------------------------------------------------------- the hold (arrival time)
+
+def test_a_live_ping_is_released_once_held_for_the_hold_by_the_next_pings_arrival():
+    hold_ms = CFG.reorder_hold_s * 1000
+    st = DeviceState("d1")
+    admit(st, ping(0, 0, 0, received_s=100), CFG)
+    admit(st, ping(5, 0, 0, received_s=100 + (hold_ms - 1) / 1000), CFG)
+    assert _ts(release(st, CFG)) == []                        # 5 s newer: still inside the window
+    admit(st, ping(6, 0, 0, received_s=100 + hold_ms / 1000), CFG)
+    assert _ts(release(st, CFG)) == [0]                       # the first has been held long enough
+
+
+def test_the_timer_releases_a_held_ping_on_its_own_clock_long_before_the_window():
+    r = process_batch({}, [ping(0, 0, 0, received_s=3)], IDX, CFG)
+    assert r.accepted == []
+    assert expire(r.states, T0 + 3_000 + 499, IDX, CFG).states == {}
+    out = expire(r.states, T0 + 3_500, IDX, CFG)
+    assert _ts(a.ping for a in out.accepted) == [0]
+
+
+def test_releasing_a_held_ping_takes_every_older_one_with_it():
+    st = DeviceState("d1")
+    admit(st, ping(10, 0, 0, received_s=100), CFG)
+    admit(st, ping(8, 0, 0, received_s=100.4), CFG)           # overtaken in the network
+    assert _ts(release(st, CFG, clock_ms=T0 + 100_500)) == [8, 10]
+
+
+def test_a_straggler_behind_a_ping_whose_hold_ran_out_is_late_in_any_batch():
+    first, late = ping(10, 0, 0, received_s=100), ping(8, 0, 0, received_s=101)
+    after = ping(12, 0, 0, received_s=101.2)
+    # one ping a batch: the first is released when the straggler's arrival shows its hold is over
+    states, verdicts = {}, []
+    for p in (first, after, late):
+        r = process_batch(states, [p], IDX, CFG)
+        states.update(r.states)
+        verdicts += [(_ts([q])[0], why) for q, why in r.rejected]
+    # all in one batch: the same verdict
+    together = process_batch({}, [first, after, late], IDX, CFG)
+    assert verdicts == [(8, LATE)]
+    assert [(_ts([q])[0], why) for q, why in together.rejected] == [(8, LATE)]
+
+
+def test_a_straggler_within_the_hold_is_put_back_in_order():
+    r = process_batch({}, [ping(10, 0, 0, received_s=100), ping(8, 0, 0, received_s=100.3)], IDX, CFG)
+    assert r.rejected == []
+    out = expire(r.states, T0 + 101_000, IDX, CFG)
+    assert _ts(a.ping for a in out.accepted) == [8, 10]
 
 
 def test_finish_releases_everything_held():
