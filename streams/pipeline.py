@@ -24,6 +24,16 @@ after 2, the states already cover those pings and their offsets make the
 worker skip them. Nothing is lost and nothing is counted twice; events on
 `patrol-events` may repeat (at least once), with the same `event_id`.
 
+Held pings. The processors hold each live ping for at most `reorder_hold_s`
+of arrival time (processors.reorder), so that a ping overtaken in the network
+can still be put back in order. Every turn of the loop (at least every batch
+window) releases what has served its hold, on each partition's arrival clock:
+the newest `received_ms` handled from the partition, or the wall clock once
+the partition has been handled to its end. Judged so, a release never comes
+before a ping the data would have waited for is read, so after a restart (a
+backlog) the result is what an uninterrupted run gives. The Faust timer does
+the same for silence (`signal_loss_s`) every `worker_expire_interval_s`.
+
 Why a plain aiokafka consumer rather than a Faust agent stream: Faust delivers
 each record as its own event through its conductor, and at 20,000 pings/s that
 per-record machinery and the per-batch table writes cost more than the
@@ -44,7 +54,8 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from processors.batch import BatchResult, expire, process_batch
 from processors.device import DeviceState
 from processors.geofence import HotspotIndex
-from processors.model import Ping
+from processors.model import IMPLIED_SPEED, Ping
+from processors.reorder import hold_expired
 from processors.visits import OPEN
 from schemas.codec import Codec, CodecError
 from sinks import metrics, rows as table_rows
@@ -129,7 +140,10 @@ class LivePipeline:
         self._acks: list[asyncio.Future] = []             # sends not yet known to be acknowledged
         self._flushing: asyncio.Future | None = None      # the ClickHouse insert running behind the loop
         self._last_checkpoint = time.monotonic()
-        self._last_batch_full = False
+        self._arrival_clock: dict[int, int] = {}         # newest received_ms handled, per pings partition
+        self._held: set[str] = set()                      # devices with pings in their reorder buffer
+        self._unflushed = False                           # rows added since the last flush started
+        self._caused_ms: list[int] = []                   # arrival of each event's causing fix, since that flush
         self._inside: set[str] = set()                    # devices with an open visit, for the gauge
         self._stopping = False
         _open_store_when_available(settings)
@@ -211,7 +225,11 @@ class LivePipeline:
                 async with self.lock:
                     try:
                         if records:
-                            await self._handle(records)
+                            self._handle(records)
+                        if self._held:
+                            await self._release_held()
+                        if self._unflushed:
+                            await self._start_flush()
                         if time.monotonic() - self._last_checkpoint >= s.worker_commit_interval_s:
                             await self._checkpoint()
                     except asyncio.CancelledError:
@@ -234,10 +252,9 @@ class LivePipeline:
                 out.extend(records)
             if wait_ms == 0 or (not got and out):
                 break
-        self._last_batch_full = len(out) >= s.worker_batch_max
         return out
 
-    async def _handle(self, records: list) -> None:
+    def _handle(self, records: list) -> None:
         received_ms = int(time.time() * 1000)
         store = self.store
         applied = store.applied
@@ -247,6 +264,7 @@ class LivePipeline:
         source_of: dict[int, str] = {}
         record_of: dict[int, dict] = {}
         positions = self._positions
+        clock = self._arrival_clock
         try:
             decoded = decode([m.value for m in records])
         except (CodecError, TypeError):
@@ -265,6 +283,9 @@ class LivePipeline:
                     undecodable.append((f"pings/{partition}/{offset}",
                                         rows.undecodable_record(msg, str(exc), received_ms)))
                     continue
+            arrived = record["received_ms"]
+            if arrived is not None and arrived > clock.get(partition, 0):
+                clock[partition] = arrived
             did = record["device_id"]
             # At or below the highest offset applied: seen before a crash (saved state), or earlier
             # in this batch when a rebalance moved the partition back.
@@ -279,23 +300,87 @@ class LivePipeline:
         metrics.PINGS_IN.inc(len(records))
 
         result = process_batch(store.states, fresh, self.index, self.config)
-        store.update(result.states)
+        self._apply(result, record_of, source_of, undecodable)
+        metrics.BATCH_SIZE.labels(stage="worker").observe(len(records))
+
+    def _apply(self, result: BatchResult, record_of: dict, source_of: dict, undecodable: list) -> None:
+        """Take a processors result: new states, rows for ClickHouse, events and rejects for Kafka."""
+        self.store.update(result.states)
+        held = self._held
+        for did, st in result.states.items():
+            if st.buffer:
+                held.add(did)
+            else:
+                held.discard(did)
         self._add_rows(result, record_of, source_of, undecodable)
         self._queue_publish(result, record_of, [u for _, u in undecodable])
         self._count(result, len(undecodable))
-        metrics.BATCH_SIZE.labels(stage="worker").observe(len(records))
-        oldest = min((p.received_ms for p in fresh if p.received_ms), default=None) if result.events else None
-        await self._start_flush(oldest)
+        caused = self._caused_ms
+        for p in result.causes:
+            if p is not None and p.received_ms:
+                caused.append(p.received_ms)
 
-    async def _start_flush(self, oldest_received_ms: int | None = None) -> None:
+    async def _partition_clocks(self) -> dict[int, int]:
+        """Arrival clock per owned pings partition: the newest received_ms handled from it, or the wall
+        clock when it has been handled to its end (nothing that arrived earlier can still be unread).
+
+        A partition with neither (just assigned, nothing read yet) has no clock: nothing of it is released.
+        """
+        consumer = self.consumer
+        now_ms = int(time.time() * 1000)
+        clocks: dict[int, int] = {}
+        try:
+            for tp in consumer.assignment():
+                if tp.topic != PINGS or not self.store.owns(tp.partition):
+                    continue
+                clock = self._arrival_clock.get(tp.partition)
+                highwater = consumer.highwater(tp)
+                if highwater is not None:  # None: no fetch answered yet
+                    position = self._positions.get(tp)
+                    if position is None:
+                        position = await consumer.position(tp)
+                    if position >= highwater:
+                        clock = now_ms if clock is None else max(clock, now_ms)
+                if clock is not None:
+                    clocks[tp.partition] = clock
+        except Exception:  # the consumer is rebalancing: no clock this time
+            return {}
+        return clocks
+
+    async def _release_held(self) -> None:
+        """Release the held pings whose hold is over on their partition's arrival clock."""
+        clocks = await self._partition_clocks()
+        if not clocks:
+            return
+        states, partition_of, cfg = self.store.states, self.store.partition_of, self.config
+        due: dict[int, dict[str, DeviceState]] = {}
+        gone = []
+        for did in self._held:
+            st = states.get(did)
+            if st is None or not st.buffer:
+                gone.append(did)
+                continue
+            p = partition_of(did)
+            clock = clocks.get(p)
+            if clock is not None and hold_expired(st.buffer, clock, cfg):
+                due.setdefault(p, {})[did] = st
+        self._held.difference_update(gone)
+        for p, group in due.items():
+            self._apply(expire(group, clocks[p], self.index, cfg), {}, {}, [])
+
+    async def _start_flush(self) -> None:
         """Write the rows added so far in the background; at most one such write runs at a time."""
         await self._await_flush()
         flushing = asyncio.ensure_future(self.writer.flush_async())
-        if oldest_received_ms is not None:
-            def observe(f: asyncio.Future, oldest=oldest_received_ms) -> None:
+        self._unflushed = False
+        caused, self._caused_ms = self._caused_ms, []
+        if caused:
+            def observe(f: asyncio.Future, caused=caused) -> None:
                 if not f.cancelled() and f.exception() is None:
-                    # Arrival at the gateway of the oldest ping of the batch to its events being durable.
-                    metrics.PING_TO_EVENT_SECONDS.observe(max(0.0, time.time() - oldest / 1000))
+                    # From the arrival of the fix that caused each event to the event being durable.
+                    now_s = time.time()
+                    for received_ms in caused:
+                        metrics.PING_TO_EVENT_SECONDS.observe(max(0.0, now_s - received_ms / 1000))
             flushing.add_done_callback(observe)
         self._flushing = flushing
 
@@ -379,6 +464,8 @@ class LivePipeline:
             for tp in revoked:
                 self._positions.pop(tp, None)
                 self._committed.pop(tp, None)
+                if tp.topic == PINGS:
+                    self._arrival_clock.pop(tp.partition, None)
                 try:
                     metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
                 except KeyError:
@@ -401,10 +488,10 @@ class LivePipeline:
 
     # --- silence --------------------------------------------------------------------
     async def expire(self) -> None:
-        """Release reorder buffers and close visits of devices that have gone quiet."""
+        """The timer: close the visits of devices gone quiet, flush buffers of pings without arrival times."""
         await self.ready.wait()
-        if self.consumer is None or self._last_batch_full or not await self._caught_up():
-            return  # a backlog (e.g. after a restart) is not silence: read it first
+        if self.consumer is None:
+            return
         async with self.lock:
             try:
                 await self._expire()
@@ -414,53 +501,39 @@ class LivePipeline:
                 _fatal("closing quiet devices failed")
 
     async def _expire(self) -> None:
-        now_ms = int(time.time() * 1000)  # the arrival clock that received_ms is stamped on
-        cfg = self.config
-        due: dict[str, DeviceState] = {}
-        for did, st in self.store.states.items():
-            deadline = st.deadline_ms(cfg)
-            if deadline is not None and deadline <= now_ms:
-                due[did] = st
-        if not due:
+        # Silence is judged on each partition's arrival clock, never on a backlog not yet read:
+        # right after a restart the clock is that of the pings handled so far.
+        clocks = await self._partition_clocks()
+        if not clocks:
             return
-        result = expire(due, now_ms, self.index, cfg)
-        log.info("expired %d quiet devices: %d events, %d pings released", len(due), len(result.events),
-                 len(result.accepted) + len(result.rejected))
-        self.store.update(result.states)
-        self._add_rows(result, {}, {}, [])
-        self._queue_publish(result, {}, [])
-        self._count(result, 0)
-        await self._start_flush()
-
-    async def _caught_up(self) -> bool:
-        """True when this worker holds pings partitions and has handled each to its end.
-
-        During a rebalance (as after a restart) nothing is assigned yet: that is
-        not caught up, or the timer would judge devices silent whose pings are
-        still waiting in Kafka.
-        """
-        consumer = self.consumer
-        try:
-            mine = [tp for tp in consumer.assignment() if tp.topic == PINGS]
-            if not mine or not all(self.store.owns(tp.partition) for tp in mine):
-                return False
-            for tp in mine:
-                highwater = consumer.highwater(tp)
-                if highwater is None:
-                    return False  # no fetch answered yet
-                position = self._positions.get(tp)
-                if position is None:
-                    position = await consumer.position(tp)
-                if position < highwater:
-                    return False
-        except Exception:  # consumer not ready (rebalancing): not caught up
-            return False
-        return True
+        cfg = self.config
+        partition_of = self.store.partition_of
+        due: dict[int, dict[str, DeviceState]] = {}
+        for did, st in self.store.states.items():
+            p = partition_of(did)
+            clock = clocks.get(p)
+            if clock is None:
+                continue
+            deadline = st.deadline_ms(cfg)
+            if deadline is not None and deadline <= clock:
+                due.setdefault(p, {})[did] = st
+        events = released = 0
+        for p, group in due.items():
+            result = expire(group, clocks[p], self.index, cfg)
+            self._apply(result, {}, {}, [])
+            events += len(result.events)
+            released += len(result.accepted) + len(result.rejected)
+        if due:
+            log.info("expired %d quiet devices: %d events, %d pings released",
+                     sum(map(len, due.values())), events, released)
+            await self._start_flush()
 
     # --- output ---------------------------------------------------------------
     def _add_rows(self, result: BatchResult, record_of: dict, source_of: dict, undecodable) -> None:
         w = self.writer
         accepted = result.accepted
+        if accepted or result.rejected or result.events or undecodable:
+            self._unflushed = True
         if accepted:
             # One Arrow batch for the pings: no Python object per row (pings held over from an
             # earlier batch have no record here and are written as ping_record(ping), whose
@@ -470,7 +543,11 @@ class LivePipeline:
                                                             [a.low_accuracy for a in accepted]))
         for r in result.rejected:
             rec = rows.reject_record(r, record_of.get(id(r.ping)))
-            reject_id = source_of.get(id(r.ping)) or f"{r.ping.device_id}/{r.ping.ts_ms}/{r.reason}"
+            # Rejected on admission: the record's place in Kafka. Rejected once released (implied
+            # speed), which may be in a later batch, or in another one after a restart: the device,
+            # fix time and reason, which no other ping of the device shares.
+            reject_id = (source_of.get(id(r.ping)) if r.reason != IMPLIED_SPEED else None) \
+                or f"{r.ping.device_id}/{r.ping.ts_ms}/{r.reason}"
             w.add("pings_rejected", table_rows.rejected_row(rec, reject_id))
         for reject_id, rec in undecodable:
             w.add("pings_rejected", table_rows.rejected_row(rec, reject_id))

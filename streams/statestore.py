@@ -77,6 +77,10 @@ class DeviceStates:
     def owns(self, partition: int) -> bool:
         return partition in self._members
 
+    def partition_of(self, did: str) -> int | None:
+        """The pings partition a device's state belongs to, or None for a device not held here."""
+        return self._partition_of.get(did)
+
     async def load(self, partitions: Iterable[int]) -> int:
         """Read the changelog partitions to their end; return the number of device states now held for them."""
         wanted = sorted(set(partitions) - set(self._members))

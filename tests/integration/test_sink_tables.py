@@ -43,18 +43,30 @@ def test_every_statement_of_the_new_migrations_can_run_twice(client):
 
 
 def test_table_columns_match_the_replay_files(client):
-    # visits.csv, stops.csv and modes.csv columns, in order, then the replacing version
+    # visits.csv, stops.csv and modes.csv columns, in order, then the replacing version and when the row landed
     assert [n for n, _ in columns(client, "visits")] == [
         "visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "foot_s", "vehicle_s",
-        "stationary_s", "stop_count", "ping_count", "end_reason", "version"]
+        "stationary_s", "stop_count", "ping_count", "end_reason", "version", "ingested_at"]
     assert [n for n, _ in columns(client, "stops")] == [
-        "stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat", "lon", "version"]
+        "stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat", "lon", "version",
+        "ingested_at"]
     assert [n for n, _ in columns(client, "mode_segments")] == [
-        "device_id", "started_at", "ended_at", "mode", "distance_m", "version"]
+        "device_id", "started_at", "ended_at", "mode", "distance_m", "version", "ingested_at"]
     types = dict(columns(client, "visits"))
     assert types["entered_at"] == "DateTime64(3, 'UTC')" and types["exited_at"] == "Nullable(DateTime64(3, 'UTC'))"
     ddl = client.query("SHOW CREATE TABLE hotspot.pings_rejected").result_rows[0][0]
     assert "TTL toDateTime(received_at) + toIntervalDay(30)" in ddl
+
+
+def test_every_row_says_when_it_reached_clickhouse(client):
+    import time
+
+    before_ms = int(time.time() * 1000)
+    insert(client, "visits", [visit("v9", "dev-9", "hs-A", "2024-03-30T05:30:00", None, 60)])
+    after_ms = int(time.time() * 1000)
+    (landed,) = client.query("SELECT toUnixTimestamp64Milli(ingested_at) FROM hotspot.visits").result_rows[0]
+    assert before_ms - 1000 <= landed <= after_ms + 1000   # the insert's clock, not a value the writer sent
+    assert dict(columns(client, "pings"))["ingested_at"] == "DateTime64(3, 'UTC')"
 
 
 def insert(client, table: str, rows: list[dict]) -> None:
