@@ -32,7 +32,7 @@ class ProcessingConfig:
     reorder_window_s: float = 10.0
     """Per device, a ping is held at most until a ping at least this much newer (event time) has
     arrived, or, for pings without an arrival time, until the device has been quiet this long."""
-    reorder_hold_s: float = 0.5
+    reorder_hold_s: float = 0.25
     """A ping stamped with its arrival time is held at most this long in arrival time: released once
     the device's arrival clock (or the live worker's) is this far past its arrival. Pings from one
     device that overtake each other by less than this are put back in order; it bounds what the

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
 
     # --- worker --------------------------------------------------------------
     worker_batch_max: int = Field(5000, ge=1, description="Most pings handled in one micro-batch.")
-    worker_batch_window_s: float = Field(0.2, gt=0, description="Longest wait to fill a micro-batch, seconds.")
+    worker_batch_window_s: float = Field(0.1, gt=0, description="Longest wait to fill a micro-batch, seconds (also how often held pings are released).")
     worker_expire_interval_s: float = Field(5.0, gt=0, description="How often silent devices are checked for signal loss.")
     worker_commit_interval_s: float = Field(1.0, gt=0, description=(
         "How often the worker checkpoints: rows durable, changed device states to the changelog, offsets committed."))

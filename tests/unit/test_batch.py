@@ -101,9 +101,10 @@ def test_finish_never_lets_an_open_visit_vanish():
 def test_deadline_says_when_the_timer_is_next_needed():
     r = process_batch({}, [ping(0, 75, 75, received_s=1)], IDX, CFG)
     st = r.states["d1"]
-    assert st.deadline_ms(CFG) == T0 + 1000 + 500           # the held ping's hold runs out
-    assert expire(r.states, T0 + 1499, IDX, CFG).states == {}
-    st2 = expire(r.states, T0 + 1500, IDX, CFG).states["d1"]
+    hold_ms = int(CFG.reorder_hold_s * 1000)
+    assert st.deadline_ms(CFG) == T0 + 1000 + hold_ms       # the held ping's hold runs out
+    assert expire(r.states, T0 + 1000 + hold_ms - 1, IDX, CFG).states == {}
+    st2 = expire(r.states, T0 + 1000 + hold_ms, IDX, CFG).states["d1"]
     assert st2.buffer == [] and st2.deadline_ms(CFG) == T0 + 1000 + 300_000
     st3 = expire({"d1": st2}, T0 + 301_000, IDX, CFG).states["d1"]
     assert st3.deadline_ms(CFG) is None

@@ -1,6 +1,8 @@
 """The per-device reorder window: arrival order in, event-time order out, stragglers named."""
 from __future__ import annotations
 
+import pytest
+
 from processors.batch import expire, finish, process_batch
 from processors.device import DeviceState
 from processors.model import DUPLICATE, LATE
@@ -66,34 +68,37 @@ def test_without_arrival_times_expire_waits_for_the_window_in_arrival_time():
 
 # --------------------------------------------------------------------------- the hold (arrival time)
 
+HOLD_S = CFG.reorder_hold_s
+
+
 def test_a_live_ping_is_released_once_held_for_the_hold_by_the_next_pings_arrival():
-    hold_ms = CFG.reorder_hold_s * 1000
     st = DeviceState("d1")
     admit(st, ping(0, 0, 0, received_s=100), CFG)
-    admit(st, ping(5, 0, 0, received_s=100 + (hold_ms - 1) / 1000), CFG)
+    admit(st, ping(5, 0, 0, received_s=100 + HOLD_S - 0.001), CFG)
     assert _ts(release(st, CFG)) == []                        # 5 s newer: still inside the window
-    admit(st, ping(6, 0, 0, received_s=100 + hold_ms / 1000), CFG)
+    admit(st, ping(6, 0, 0, received_s=100 + HOLD_S), CFG)
     assert _ts(release(st, CFG)) == [0]                       # the first has been held long enough
 
 
 def test_the_timer_releases_a_held_ping_on_its_own_clock_long_before_the_window():
     r = process_batch({}, [ping(0, 0, 0, received_s=3)], IDX, CFG)
     assert r.accepted == []
-    assert expire(r.states, T0 + 3_000 + 499, IDX, CFG).states == {}
-    out = expire(r.states, T0 + 3_500, IDX, CFG)
+    hold_ms = int(HOLD_S * 1000)
+    assert expire(r.states, T0 + 3_000 + hold_ms - 1, IDX, CFG).states == {}
+    out = expire(r.states, T0 + 3_000 + hold_ms, IDX, CFG)
     assert _ts(a.ping for a in out.accepted) == [0]
 
 
 def test_releasing_a_held_ping_takes_every_older_one_with_it():
     st = DeviceState("d1")
     admit(st, ping(10, 0, 0, received_s=100), CFG)
-    admit(st, ping(8, 0, 0, received_s=100.4), CFG)           # overtaken in the network
-    assert _ts(release(st, CFG, clock_ms=T0 + 100_500)) == [8, 10]
+    admit(st, ping(8, 0, 0, received_s=100 + HOLD_S * 0.8), CFG)   # overtaken in the network
+    assert _ts(release(st, CFG, clock_ms=T0 + 100_000 + int(HOLD_S * 1000))) == [8, 10]
 
 
 def test_a_straggler_behind_a_ping_whose_hold_ran_out_is_late_in_any_batch():
-    first, late = ping(10, 0, 0, received_s=100), ping(8, 0, 0, received_s=101)
-    after = ping(12, 0, 0, received_s=101.2)
+    first, late = ping(10, 0, 0, received_s=100), ping(8, 0, 0, received_s=100 + HOLD_S * 1.5)
+    after = ping(12, 0, 0, received_s=100 + HOLD_S * 1.8)
     # one ping a batch: the first is released when the straggler's arrival shows its hold is over
     states, verdicts = {}, []
     for p in (first, after, late):
@@ -107,13 +112,12 @@ def test_a_straggler_behind_a_ping_whose_hold_ran_out_is_late_in_any_batch():
 
 
 def test_a_straggler_within_the_hold_is_put_back_in_order():
-    r = process_batch({}, [ping(10, 0, 0, received_s=100), ping(8, 0, 0, received_s=100.3)], IDX, CFG)
+    r = process_batch({}, [ping(10, 0, 0, received_s=100), ping(8, 0, 0, received_s=100 + HOLD_S * 0.9)], IDX, CFG)
     assert r.rejected == []
     out = expire(r.states, T0 + 101_000, IDX, CFG)
     assert _ts(a.ping for a in out.accepted) == [8, 10]
 
 
-def test_finish_releases_everything_held():
-    r = process_batch({}, [ping(t, 0, 0) for t in (0, 5, 10)], IDX, CFG)
-    assert len(r.accepted) == 0
-    assert _ts(a.ping for a in finish(r.states, IDX, CFG).accepted) == [0, 5, 10]
+def test_the_hold_cannot_outlast_the_window():
+    with pytest.raises(ValueError, match="reorder_hold_s"):
+        CFG.replace(reorder_hold_s=CFG.reorder_window_s + 1)
