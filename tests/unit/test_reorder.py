@@ -66,6 +66,12 @@ def test_without_arrival_times_expire_waits_for_the_window_in_arrival_time():
     assert _ts(a.ping for a in expire(r.states, T0 + 10_000, IDX, CFG).accepted) == [0]
 
 
+def test_finish_releases_everything_held():
+    r = process_batch({}, [ping(t, 0, 0) for t in (0, 5, 10)], IDX, CFG)
+    assert len(r.accepted) == 0
+    assert _ts(a.ping for a in finish(r.states, IDX, CFG).accepted) == [0, 5, 10]
+
+
 # --------------------------------------------------------------------------- the hold (arrival time)
 
 HOLD_S = CFG.reorder_hold_s
