@@ -241,12 +241,10 @@ def replicas(pings, delivered, sim_start_ms: int, prefix: str, count: int, first
 def realtime_replicas(pings, delivered, sim_start_ms: int, prefix: str, rate: float, window_s: float) -> list[Item]:
     """Devices that together offer `rate` pings/s in real time for `window_s`.
 
-    Replica k is the simulation's pings delivered in a `window_s` stretch of the
-    shift starting k * step in, under device ids `{prefix}{k:04d}-{id}`, so each
-    device sends at the pace its phone did. Enough replicas are taken for the
-    rate, spread evenly over the shift. Times are relative to the start of the
-    stretch (`order_ms`: when to send, `ts_ms`: the fix time); `start_at` moves
-    them to the wall clock.
+    `replicas` of `window_s` stretches spread evenly over the shift, as many as
+    the rate needs, so each device sends at the pace its phone did. Times are
+    relative to the start of the stretch (`order_ms`: when to send, `ts_ms`: the
+    fix time); `start_at` moves them to the wall clock.
     """
     if not delivered:
         return []
@@ -257,15 +255,7 @@ def realtime_replicas(pings, delivered, sim_start_ms: int, prefix: str, rate: fl
     probes = [sim_start_ms + span * i // 20 for i in range(20)]
     per_window = sum(bisect.bisect_left(delivered, lo + win) - bisect.bisect_left(delivered, lo) for lo in probes) / 20
     count = max(1, int(round(rate * window_s / max(1.0, per_window))))
-    items: list[Item] = []
-    for k in range(count):
-        lo = sim_start_ms + span * k // count
-        tag = f"{prefix}{k:04d}-"
-        for i in range(bisect.bisect_left(delivered, lo), bisect.bisect_left(delivered, lo + win)):
-            p = pings[i]
-            items.append(Item(tag + p.device_id, p.ts_ms - lo, delivered[i] - lo, p))
-    items.sort(key=lambda it: it.order_ms)
-    return items
+    return replicas(pings, delivered, sim_start_ms, prefix, count, 0.0, span / count / 60_000, window_s / 60, 0)
 
 
 def start_at(items: list[Item], base_ms: int) -> None:

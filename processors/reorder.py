@@ -57,7 +57,11 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig) -> str | None:
         k = bisect_left(buf, t, key=_ts)
         if k < len(buf) and buf[k].ts_ms == t:
             return DUPLICATE
-        if _overtakes_expired(buf, k, clock, cfg):
+        # A held ping newer than this one whose hold is over by the clock this arrival sets was
+        # released already, had the pings come one batch each or had the live timer run just
+        # before: this one comes too late. Judging so keeps batch size and the timer from
+        # changing a verdict.
+        if hold_expired(buf, clock, cfg, start=k):
             return LATE
         buf.insert(k, p)
     else:
@@ -68,27 +72,10 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig) -> str | None:
     return None
 
 
-def _overtakes_expired(buf: list[Ping], k: int, clock_ms: int, cfg: ProcessingConfig) -> bool:
-    """True when a held ping newer than position k has served its hold by the arrival clock.
-
-    The clock is the device's, advanced by this ping's own arrival: had the pings
-    come one batch each, or had the live timer run just before this one arrived,
-    that ping would have been released already, so one that belongs before it
-    comes too late. Judging so is what makes batches of any size, and the timer,
-    agree with one ping at a time.
-    """
+def hold_expired(buf: list[Ping], clock_ms: int, cfg: ProcessingConfig, start: int = 0) -> bool:
+    """True when some held ping from position `start` on has been held `reorder_hold_s` by `clock_ms`."""
     cutoff = clock_ms - cfg.reorder_hold_s * 1000.0
-    for q in buf[k:]:
-        r = q.received_ms
-        if r is not None and r <= cutoff:
-            return True
-    return False
-
-
-def hold_expired(buf: list[Ping], clock_ms: int, cfg: ProcessingConfig) -> bool:
-    """True when some held ping has been held `reorder_hold_s` by `clock_ms` (arrival time)."""
-    cutoff = clock_ms - cfg.reorder_hold_s * 1000.0
-    for q in buf:
+    for q in buf[start:] if start else buf:
         r = q.received_ms
         if r is not None and r <= cutoff:
             return True
