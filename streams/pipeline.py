@@ -136,6 +136,7 @@ class LivePipeline:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer = None
         self._positions: dict[TopicPartition, int] = {}  # next offset to commit, per partition handled
+        self._start_positions: dict[TopicPartition, int] = {}  # where consumption began, for those not yet handled
         self._committed: dict[TopicPartition, int] = {}
         self._acks: list[asyncio.Future] = []             # sends not yet known to be acknowledged
         self._flushing: asyncio.Future | None = None      # the ClickHouse insert running behind the loop
@@ -336,9 +337,7 @@ class LivePipeline:
                 clock = self._arrival_clock.get(tp.partition)
                 highwater = consumer.highwater(tp)
                 if highwater is not None:  # None: no fetch answered yet
-                    position = self._positions.get(tp)
-                    if position is None:
-                        position = await consumer.position(tp)
+                    position = await self._handled_position(tp)
                     if position >= highwater:
                         clock = now_ms if clock is None else max(clock, now_ms)
                 if clock is not None:
@@ -347,26 +346,55 @@ class LivePipeline:
             return {}
         return clocks
 
+    async def _handled_position(self, tp: TopicPartition) -> int:
+        """The offset after the last record of `tp` this loop has handled.
+
+        Not the consumer's position: that moves as soon as `getmany` returns records,
+        and the timer can run before the loop has handled them (right after a restart
+        that is a whole backlog, which must not pass for a partition read to its end).
+        Before any record is handled it is where consumption started: the group's
+        committed offset, or the start of the partition.
+        """
+        position = self._positions.get(tp)
+        if position is None:
+            position = self._start_positions.get(tp)
+        if position is None:
+            position = await self.consumer.committed(tp)
+            if position is None:
+                position = (await self.consumer.beginning_offsets([tp]))[tp]
+            self._start_positions[tp] = position
+        return position
+
     async def _release_held(self) -> None:
         """Release the held pings whose hold is over on their partition's arrival clock."""
         clocks = await self._partition_clocks()
         if not clocks:
             return
-        states, partition_of, cfg = self.store.states, self.store.partition_of, self.config
+        states, cfg = self.store.states, self.config
+        gone = [did for did in self._held if not (did in states and states[did].buffer)]
+        self._held.difference_update(gone)
+        self._expire_due(((did, states[did]) for did in self._held), clocks,
+                         lambda st, clock: hold_expired(st.buffer, clock, cfg))
+
+    def _expire_due(self, candidates, clocks: dict[int, int], is_due) -> tuple[int, int, int]:
+        """Run `expire` for the candidate devices `is_due(state, clock)` on their partition's clock.
+
+        Returns (devices, events, pings released).
+        """
+        partition_of = self.store.partition_of
         due: dict[int, dict[str, DeviceState]] = {}
-        gone = []
-        for did in self._held:
-            st = states.get(did)
-            if st is None or not st.buffer:
-                gone.append(did)
-                continue
+        for did, st in candidates:
             p = partition_of(did)
             clock = clocks.get(p)
-            if clock is not None and hold_expired(st.buffer, clock, cfg):
+            if clock is not None and is_due(st, clock):
                 due.setdefault(p, {})[did] = st
-        self._held.difference_update(gone)
+        events = released = 0
         for p, group in due.items():
-            self._apply(expire(group, clocks[p], self.index, cfg), {}, {}, [])
+            result = expire(group, clocks[p], self.index, self.config)
+            self._apply(result, {}, {}, [])
+            events += len(result.events)
+            released += len(result.accepted) + len(result.rejected)
+        return sum(map(len, due.values())), events, released
 
     async def _start_flush(self) -> None:
         """Write the rows added so far in the background; at most one such write runs at a time."""
@@ -463,6 +491,7 @@ class LivePipeline:
             self.store.drop(gone)
             for tp in revoked:
                 self._positions.pop(tp, None)
+                self._start_positions.pop(tp, None)
                 self._committed.pop(tp, None)
                 if tp.topic == PINGS:
                     self._arrival_clock.pop(tp.partition, None)
@@ -482,6 +511,7 @@ class LivePipeline:
                 await self.store.load(mine)
                 self._inside = {d for d, st in self.store.states.items()
                                 if any(tr.phase == OPEN for tr in st.tracks.values())}
+                self._held = {d for d, st in self.store.states.items() if st.buffer}
                 metrics.DEVICES_INSIDE_HOTSPOTS.set(len(self._inside))
             except Exception:
                 _fatal("loading device state for assigned partitions failed")
@@ -507,25 +537,14 @@ class LivePipeline:
         if not clocks:
             return
         cfg = self.config
-        partition_of = self.store.partition_of
-        due: dict[int, dict[str, DeviceState]] = {}
-        for did, st in self.store.states.items():
-            p = partition_of(did)
-            clock = clocks.get(p)
-            if clock is None:
-                continue
+
+        def due(st: DeviceState, clock: int) -> bool:
             deadline = st.deadline_ms(cfg)
-            if deadline is not None and deadline <= clock:
-                due.setdefault(p, {})[did] = st
-        events = released = 0
-        for p, group in due.items():
-            result = expire(group, clocks[p], self.index, cfg)
-            self._apply(result, {}, {}, [])
-            events += len(result.events)
-            released += len(result.accepted) + len(result.rejected)
-        if due:
-            log.info("expired %d quiet devices: %d events, %d pings released",
-                     sum(map(len, due.values())), events, released)
+            return deadline is not None and deadline <= clock
+
+        devices, events, released = self._expire_due(self.store.states.items(), clocks, due)
+        if devices:
+            log.info("expired %d quiet devices: %d events, %d pings released", devices, events, released)
             await self._start_flush()
 
     # --- output ---------------------------------------------------------------

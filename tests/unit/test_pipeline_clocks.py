@@ -1,0 +1,79 @@
+"""The worker's per-partition arrival clock: when a partition counts as read to its end.
+
+The live worker releases held pings and judges silence on each pings partition's
+clock: the newest arrival it has handled, or the wall clock once it has handled
+the partition to its end. Right after a restart `getmany` can have returned a
+whole backlog that the loop has not handled yet; the consumer's own position is
+then already at the end, and taking it for "handled" would release held pings
+by the wall clock before the pings behind them are read.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import TopicPartition
+
+from streams.pipeline import PINGS, LivePipeline
+
+TP = TopicPartition(PINGS, 1)
+
+
+class _Consumer:
+    """What the clock asks of aiokafka: records up to `end` have been returned to the loop."""
+
+    def __init__(self, committed: int | None, end: int, start: int = 0):
+        self._committed, self._end, self._start = committed, end, start
+
+    def assignment(self):
+        return {TP}
+
+    def highwater(self, tp):
+        return self._end
+
+    async def position(self, tp):
+        return self._end          # getmany has handed everything over
+
+    async def committed(self, tp):
+        return self._committed
+
+    async def beginning_offsets(self, tps):
+        return {tp: self._start for tp in tps}
+
+
+class _Store:
+    def owns(self, partition: int) -> bool:
+        return partition == TP.partition
+
+
+def _pipeline(consumer: _Consumer, handled: int | None = None, newest_arrival_ms: int | None = None) -> LivePipeline:
+    p = LivePipeline.__new__(LivePipeline)  # the clock needs no broker, store or writer
+    p.consumer, p.store = consumer, _Store()
+    p._positions = {} if handled is None else {TP: handled}
+    p._start_positions = {}
+    p._arrival_clock = {} if newest_arrival_ms is None else {TP.partition: newest_arrival_ms}
+    return p
+
+
+def test_a_backlog_returned_but_not_handled_is_not_the_end_of_the_partition():
+    p = _pipeline(_Consumer(committed=9000, end=10_000), newest_arrival_ms=1_750_000_000_000)
+    assert asyncio.run(p._handled_position(TP)) == 9000
+    assert asyncio.run(p._partition_clocks()) == {1: 1_750_000_000_000}   # the data's clock, not the wall's
+
+
+def test_with_nothing_handled_and_nothing_read_there_is_no_clock():
+    assert asyncio.run(_pipeline(_Consumer(committed=9000, end=10_000))._partition_clocks()) == {}
+
+
+def test_a_partition_handled_to_its_end_runs_on_the_wall_clock():
+    import time
+
+    before = int(time.time() * 1000)
+    clocks = asyncio.run(_pipeline(_Consumer(committed=9000, end=10_000), handled=10_000,
+                                   newest_arrival_ms=1_750_000_000_000)._partition_clocks())
+    assert clocks[1] >= before
+
+
+def test_an_idle_partition_never_committed_starts_at_its_beginning():
+    p = _pipeline(_Consumer(committed=None, end=0, start=0))
+    assert asyncio.run(p._handled_position(TP)) == 0
+    assert 1 in asyncio.run(p._partition_clocks())   # nothing to read: its devices can still fall silent
