@@ -5,10 +5,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# npm ci writes this file; it is newer than the lock file once web/node_modules matches it
+WEB_STAMP := web/node_modules/.package-lock.json
+CHROMIUM  := /usr/bin/chromium
 
-.PHONY: setup run test bench clean
+.PHONY: setup chromium run test bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(WEB_STAMP) chromium
 	@$(BIN)/python -c "from streams.broker import ensure_jars; from streams.settings import get_settings; ensure_jars(get_settings().kafka_jars_dir)"
 
 $(STAMP): pyproject.toml
@@ -19,6 +22,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
+
+# Swagger UI and ReDoc for the gateway's /docs and /redoc, pinned by web/package-lock.json (no CDN at run time)
+$(WEB_STAMP): web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js and npm (Debian: apt-get install npm)"; exit 1; }
+	@echo "==> npm ci in web/ (API docs assets: swagger-ui-dist, redoc)"
+	cd web && npm ci --omit=peer --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+# The browser tests (tests/e2e) drive Debian's chromium; Playwright's own browser download is never used.
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "==> apt-get install chromium (for the browser tests in tests/e2e)"; \
+		apt-get update && apt-get install -y chromium; \
+	else \
+		echo "warning: $(CHROMIUM) not found; the browser tests in tests/e2e need it (Debian: sudo apt-get install chromium)"; \
+	fi
 
 run: setup
 	$(BIN)/hotspot run --simulate 20

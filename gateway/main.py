@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,7 +30,18 @@ from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
 
-KNOWN_ROUTES = frozenset({"/v1/pings", "/v1/owntracks", "/v1/osmand", "/healthz", "/metrics", "/openapi.json", "/"})
+KNOWN_ROUTES = frozenset({"/v1/pings", "/v1/owntracks", "/v1/osmand", "/healthz", "/metrics", "/openapi.json", "/",
+                          "/docs", "/redoc"})
+
+# Swagger UI and ReDoc come from web/node_modules (`npm ci` in `make setup`), never a CDN: a police network
+# often has no internet, and FastAPI's default pages would then be blank.
+DOCS_ASSETS_URL = "/docs-assets"
+# The docs pages may load only from the gateway itself: ReDoc's footer asks cdn.redoc.ly for a logo, which the
+# browser then never requests (the page degrades to the text), so nothing leaks out of a closed network.
+_DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+             "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
+_DOCS_PACKAGES = {"swagger-ui": ("swagger-ui-dist", "swagger-ui-bundle.js"),
+                  "redoc": ("redoc/bundles", "redoc.standalone.js")}
 
 
 def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -104,20 +116,76 @@ def build_state(config: GatewayConfig, *, producer: Any = None, credentials: Cre
 
 
 def _app(state: GatewayState, *, title: str, lifespan) -> FastAPI:
-    app = FastAPI(title=title, version="1", lifespan=lifespan, default_response_class=Response)
+    # FastAPI's own /docs and /redoc load from a CDN; `_install_docs` serves local copies instead.
+    app = FastAPI(title=title, version="1", lifespan=lifespan, default_response_class=Response,
+                  docs_url=None, redoc_url=None)
     app.state.gateway = state
     _install_error_handlers(app)
     app.add_middleware(_CountRequests)
     return app
 
 
+def missing_docs_assets(assets_dir: Path) -> list[Path]:
+    """The files /docs and /redoc need that are not installed under `assets_dir` (empty: all there)."""
+    return [assets_dir / folder / name for folder, name in _DOCS_PACKAGES.values()
+            if not (assets_dir / folder / name).is_file()]
+
+
+def _install_docs(app: FastAPI, assets_dir: Path) -> None:
+    """/docs (Swagger UI) and /redoc served from `assets_dir`, or a 503 page saying how to install them."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    missing = missing_docs_assets(assets_dir)
+    if missing:
+        log.warning("API docs unavailable: %s not found; run `make setup` (npm ci in web/)", ", ".join(map(str, missing)))
+    for mount, (folder, _) in _DOCS_PACKAGES.items():
+        app.mount(f"{DOCS_ASSETS_URL}/{mount}", StaticFiles(directory=assets_dir / folder, check_dir=False),
+                  name=f"docs-assets-{mount}")
+
+    def unavailable() -> HTMLResponse:
+        listed = "".join(f"<li><code>{p}</code></li>" for p in missing)
+        return HTMLResponse(
+            "<!doctype html><title>API docs not installed</title><h1>API docs not installed</h1>"
+            f"<p>The gateway serves Swagger UI and ReDoc from local files, and these are missing:</p><ul>{listed}</ul>"
+            "<p>Run <code>make setup</code> (it runs <code>npm ci</code> in <code>web/</code>), or set "
+            "<code>HOTSPOT_WEB_ASSETS_DIR</code> to a <code>node_modules</code> holding swagger-ui-dist and redoc. "
+            "The API description itself is at <a href=\"/openapi.json\">/openapi.json</a>.</p>", status_code=503)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        if missing:
+            return unavailable()
+        base = f"{DOCS_ASSETS_URL}/swagger-ui"
+        # validatorUrl None: Swagger UI would otherwise fetch a badge from validator.swagger.io
+        page = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - API docs",
+                                   swagger_js_url=f"{base}/swagger-ui-bundle.js", swagger_css_url=f"{base}/swagger-ui.css",
+                                   swagger_favicon_url=f"{base}/favicon-32x32.png",
+                                   swagger_ui_parameters={"validatorUrl": None})
+        page.headers["Content-Security-Policy"] = _DOCS_CSP
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        if missing:
+            return unavailable()
+        page = get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{DOCS_ASSETS_URL}/redoc/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS_URL}/swagger-ui/favicon-32x32.png",
+                              with_google_fonts=False)
+        page.headers["Content-Security-Policy"] = _DOCS_CSP
+        return page
+
+
 def create_app(settings=None, *, config: GatewayConfig | None = None, producer: Any = None,
                credentials: CredentialStore | None = None, spool: Spool | None = None) -> FastAPI:
     """The gateway. `producer`: an already started producer to use instead of the app's own."""
-    if config is None:
-        from streams.settings import get_settings
+    from streams.settings import get_settings
 
-        config = GatewayConfig.from_settings(settings or get_settings())
+    settings = settings or get_settings()
+    if config is None:
+        config = GatewayConfig.from_settings(settings)
     state = build_state(config, producer=producer, credentials=credentials, spool=spool)
 
     @asynccontextmanager
@@ -132,6 +200,7 @@ def create_app(settings=None, *, config: GatewayConfig | None = None, producer: 
 
     app = _app(state, title="Hotspot Patrol gateway", lifespan=lifespan)
     app.include_router(ingest.router)
+    _install_docs(app, settings.web_assets_dir)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and Kafka readiness")
     async def healthz() -> Response:

@@ -333,3 +333,29 @@ def test_fuzzed_methods_paths_and_headers_never_get_a_5xx(env, path, method, hea
     headers.pop("Content-Length", None)  # a lying length makes the test client itself fail, not the app
     r = env.client.request(method, path, content=body, headers=headers)
     assert r.status_code < 500, r.text
+
+
+# --------------------------------------------------------------------------- API docs, served locally
+
+def test_docs_pages_load_their_assets_from_the_gateway_not_a_cdn(env):
+    for path, asset in (("/docs", "/docs-assets/swagger-ui/swagger-ui-bundle.js"),
+                        ("/redoc", "/docs-assets/redoc/redoc.standalone.js")):
+        page = env.client.get(path)
+        assert page.status_code == 200, path
+        assert asset in page.text and "https://" not in page.text, path
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        script = env.client.get(asset)
+        assert script.status_code == 200 and len(script.content) > 100_000, asset
+
+
+def test_docs_without_installed_assets_say_how_to_install_them(tmp_path):
+    from streams.settings import Settings
+
+    app = create_app(Settings(web_assets_dir=tmp_path / "node_modules"), config=GatewayConfig(data_dir=tmp_path),
+                     producer=KeepingProducer())
+    with TestClient(app) as client:
+        for path in ("/docs", "/redoc"):
+            page = client.get(path)
+            assert page.status_code == 503
+            assert "make setup" in page.text and "swagger-ui-bundle.js" in page.text
+        assert client.get("/openapi.json").status_code == 200
