@@ -12,16 +12,23 @@ CHROMIUM  := /usr/bin/chromium
 .PHONY: setup chromium run test bench clean
 
 setup: $(STAMP) $(WEB_STAMP) chromium
+	@echo "==> Kafka broker jars (Maven resolves them into .cache/kafka-jars/ the first time)"
 	@$(BIN)/python -c "from streams.broker import ensure_jars; from streams.settings import get_settings; ensure_jars(get_settings().kafka_jars_dir)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
 	@command -v java >/dev/null || { echo "java not found: install Java 17+ (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "mvn not found: install Apache Maven (Debian: apt-get install maven)"; exit 1; }
+	@echo "==> Python virtual environment in $(VENV)/"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@echo "==> pip: upgrading pip"
+	$(BIN)/pip install --upgrade pip
+	@echo "==> pip: installing hotspot-patrol and its dependencies (a few minutes the first time)"
+	@# setuptools' "Editable installation" box only says that our own top-level folders shadow same-named
+	@# packages when run from the repo, which is the point of an editable install here: hidden, nothing else is.
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -e '.[test]'
 	@touch $@
+	@echo "==> Python packages installed"
 
 # Swagger UI and ReDoc for the gateway's /docs and /redoc, pinned by web/package-lock.json (no CDN at run time)
 $(WEB_STAMP): web/package-lock.json
