@@ -81,6 +81,24 @@ def make_client(dsn: str, database: str | None = None, **settings) -> Client:
     return clickhouse_connect.get_client(dsn=dsn, database=database, settings=settings or None)
 
 
+def query_readonly(client: Client, sql: str) -> tuple[list[str], list[str], list[tuple]]:
+    """Run one read-only query: (column names, column types, rows), names and types also when no row came back.
+
+    clickhouse-connect over chDB answers an empty result with no columns at all, which would print a table
+    without its header; the query is then described (`DESCRIBE (...)`) for its columns. Statements that cannot
+    be described (SHOW ...) keep no columns.
+    """
+    result = client.query(sql, settings={"readonly": 1})
+    names, types = list(result.column_names), [t.name for t in result.column_types]
+    if not names and not result.result_rows:
+        try:
+            described = client.query(f"DESCRIBE ({sql.strip().rstrip(';')})", settings={"readonly": 1}).result_rows
+        except ClickHouseError:
+            described = []
+        names, types = [str(r[0]) for r in described], [str(r[1]) for r in described]
+    return names, types, result.result_rows
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int

@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from sinks.clickhouse import is_embedded, make_client, mask_dsn
+from sinks.clickhouse import is_embedded, make_client, mask_dsn, query_readonly
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if fmt == "json":
-                result = self.server.client.query(sql, settings={"readonly": 1})
-                body = json.dumps({"columns": list(result.column_names),
-                                   "types": [t.name for t in result.column_types],
-                                   "rows": result.result_rows}, default=str).encode()
+                columns, types, rows = query_readonly(self.server.client, sql)
+                body = json.dumps({"columns": columns, "types": types, "rows": rows}, default=str).encode()
                 self._reply(200, body)
             else:
                 body = self.server.client.raw_query(sql, fmt=fmt, settings={"readonly": 1})

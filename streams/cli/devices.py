@@ -99,10 +99,12 @@ def _list(args) -> int:
     if args.json:
         print(json.dumps(items))
     else:
-        for item in items:
-            print("  ".join(f"{v}" for v in item.values()))
-        if not items:
-            print(f"no {args.kind}s")
+        from streams.cli.sql import print_rows
+
+        columns = list(items[0]) if items else (["device_id"] if args.kind == "device" else ["user", "role"]) + [
+            "revoked", "created"]
+        print_rows(columns, [["yes" if c == "revoked" and item[c] else "no" if c == "revoked" else item[c]
+                             for c in columns] for item in items], "table")
     return 0
 
 

@@ -245,7 +245,7 @@ def print_summary(build, rows: int = 25, out=None) -> None:
     for h in build.hotspots[:rows]:
         s = h.stats
         prev = s["previous"]
-        trend = "-" if prev is None else f"{s['trend']} ({prev['offences']})"
+        trend = "-" if prev is None else f"{s['trend']} from {prev['offences']}"
         when = []
         if s["peak_days"]:
             when.append("/".join(d[:3] for d in s["peak_days"]))
@@ -261,6 +261,15 @@ def print_summary(build, rows: int = 25, out=None) -> None:
               file=out)
     if len(build.hotspots) > rows:
         print(f"... and {len(build.hotspots) - rows} more (all in the GeoJSON)", file=out)
+    previous = next((h.stats["previous"] for h in build.hotspots if h.stats["previous"]), None)
+    # A person reading "up from 0" needs to know what the 0 counts: say it once under the table.
+    print("share: of all harm in the window; cum: of the hot spots ranked so far; busiest: peak days and hours",
+          file=out)
+    if previous is not None:
+        print(f"trend: offences against the window before ({previous['from'][:10]} to {previous['to'][:10]}), "
+              f"e.g. \"up from 0\": none in that window", file=out)
+    else:
+        print("trend: - (the records do not reach back a whole window before this one)", file=out)
 
 
 def draw_preview(build, path: str, max_points: int = 200_000) -> None:

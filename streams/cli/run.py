@@ -162,8 +162,8 @@ def _run(args) -> int:
         except TimeoutError as exc:
             raise CommandError(str(exc)) from None
         created = asyncio.run(ensure_topics(s.bootstrap_servers, s.partitions))
-        print(f"kafka      {s.bootstrap_servers}  topics ready" + (f" (created {', '.join(created)})" if created else ""),
-              flush=True)
+        print(f"kafka      {s.bootstrap_servers}  topics ready" + (f" (created {', '.join(created)})" if created else "")
+              + (f"  log {LocalBroker.from_settings(s).log_file}" if s.local_kafka else ""), flush=True)
 
         if args.simulate > 0:
             _publish_simulated_town(s, args.seed)
@@ -172,6 +172,8 @@ def _run(args) -> int:
         _wait_for(worker, lambda: WORKER_READY in worker.tail(200), 180, "waiting for it to load hot spots")
         print(f"worker     pid {worker.proc.pid}  ClickHouse {mask_dsn(s.effective_clickhouse_dsn)} "
               f"(migrations applied)  log {worker.log}", flush=True)
+        if s.worker_metrics_port:
+            print(f"           metrics http://{s.http_host}:{s.worker_metrics_port}/metrics (Prometheus)", flush=True)
 
         if not args.no_gateway:
             gateway = Child("gateway", ["gateway"], logs / "gateway.log")

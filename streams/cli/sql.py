@@ -28,7 +28,7 @@ def run_readonly(query: str):
     """Return (column_names, rows); raises CommandError with ClickHouse's message on failure."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from sinks.clickhouse import StoreBusy, is_embedded, make_client
+    from sinks.clickhouse import StoreBusy, is_embedded, make_client, query_readonly
     from streams.cli import CommandError
     from streams.settings import get_settings
 
@@ -39,12 +39,12 @@ def run_readonly(query: str):
     try:
         # readonly=1 is a session setting: this client is opened for this one query.
         client = make_client(s.effective_clickhouse_dsn, database=s.clickhouse_database)
-        result = client.query(query, settings={"readonly": 1})
+        columns, _, rows = query_readonly(client, query)
     except StoreBusy as exc:
         return _via_owner(query, s, exc)
     except ClickHouseError as exc:
         raise CommandError(str(exc).strip().splitlines()[0]) from None
-    return list(result.column_names), result.result_rows
+    return columns, rows
 
 
 def _owner_running(s) -> bool:
