@@ -99,6 +99,9 @@ class SimConfig:
     late_rate: float = 0.02
     outlier_rate: float = 0.002
     shift_stagger_s: float = 900.0
+    # Device ids are f"{device_prefix}-001", ...; a live run gives its officers a prefix of their own, so a
+    # restarted run never continues another run's devices from a different place and time.
+    device_prefix: str = "sim"
 
     def __post_init__(self) -> None:
         if self.officers < 1:
@@ -1115,6 +1118,7 @@ class Simulation:
         if self._given is not None and not self._given:
             raise ValueError("no hot spots given")
         self._results: list[_OfficerResult] | None = None
+        self._by_officer: dict[int, _OfficerResult] = {}
 
     # --- the world
     @cached_property
@@ -1154,18 +1158,39 @@ class Simulation:
 
     @property
     def device_ids(self) -> tuple[str, ...]:
-        return tuple(f"sim-{i + 1:03d}" for i in range(self.config.officers))
+        return tuple(f"{self.config.device_prefix}-{i + 1:03d}" for i in range(self.config.officers))
 
     # --- running
     def run(self, progress: Callable[[int, int], None] | None = None) -> "Simulation":
         if self._results is None:
             results = []
             for i in range(self.config.officers):
-                results.append(self._officer(i))
+                results.append(self._planned(i))
                 if progress:
                     progress(i + 1, self.config.officers)
             self._results = results
         return self
+
+    def _planned(self, i: int) -> _OfficerResult:
+        if i not in self._by_officer:
+            self._by_officer[i] = self._officer(i)
+        return self._by_officer[i]
+
+    def officer_pings(self, i: int) -> list[SimPing]:
+        """Officer i's delivered pings in delivery order, planning only that officer (about 1/officers of
+        `run()`): a live simulation starts sending the first officer's pings while it plans the others."""
+        o = self._planned(i).observed
+        lon, lat = self.frame.to_lonlat(o.x, o.y)
+        lat, lon = np.round(np.asarray(lat), 7), np.round(np.asarray(lon), 7)
+        device_id = self.device_ids[i]
+
+        def opt(v: float) -> float | None:
+            return None if math.isnan(v) else float(v)
+
+        order = np.argsort(o.delivered_ms, kind="stable")  # the same order as pings() within one device
+        return [SimPing(device_id, int(o.ts_ms[k]), int(o.delivered_ms[k]), float(lat[k]), float(lon[k]),
+                        float(o.accuracy_m[k]), opt(o.speed_mps[k]), opt(o.heading_deg[k]), opt(o.altitude_m[k]),
+                        None if int(o.battery[k]) < 0 else int(o.battery[k])) for k in order]
 
     def _officer(self, i: int) -> _OfficerResult:
         cfg = self.config

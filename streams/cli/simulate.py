@@ -43,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--via gateway: protocols handed to officers in turn: native, owntracks, osmand (default native)")
     p.add_argument("--concurrency", type=int, default=16, metavar="N",
                    help="--via gateway: most requests in flight (default 16)")
+    p.add_argument("--device-prefix", metavar="P",
+                   help="--live / --via gateway: device ids P-001, P-002, ... (default sim-HHMMSS, the run's UTC start: "
+                        "ids of its own for each run, so a rerun never continues earlier devices from elsewhere)")
+    p.add_argument("--settle", type=float, default=60.0, metavar="S",
+                   help="--via gateway: after sending, wait up to S seconds for the worker's verdict on every ping "
+                        "(read back from ClickHouse pings / pings_rejected; 0: do not wait)")
     p.add_argument("--officers", type=int, default=8, metavar="N", help="officers, one device each (default 8)")
     p.add_argument("--hours", type=float, default=8.0, metavar="H", help="shift length in hours (default 8)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
@@ -156,7 +162,8 @@ def _simulate_live(args) -> int:
             loop.add_signal_handler(sig, stop.set)
         print(f"simulating {args.officers} officers live into {settings.bootstrap_servers} (Ctrl-C to stop)", flush=True)
         return await run_live(settings.bootstrap_servers, settings.partitions, args.officers, seed=args.seed,
-                              hours=args.hours, stop=stop, say=lambda m: print(m, flush=True))
+                              hours=args.hours, stop=stop, say=lambda m: print(m, flush=True),
+                              device_prefix=args.device_prefix)
 
     sent = asyncio.run(main())
     print(f"sent {sent} simulated pings", flush=True)
@@ -169,7 +176,7 @@ def _simulate_via_gateway(args) -> int:
 
     from streams.cli import CommandError
     from streams.gatewaysim import PROTOCOLS, assign_protocols, register_devices, run_via_gateway
-    from streams.livesim import plan
+    from streams.livesim import plan, run_prefix
     from streams.settings import get_settings
     from streams.simfiles import parse_ts_ms
 
@@ -197,7 +204,8 @@ def _simulate_via_gateway(args) -> int:
     else:
         start_ms = int(time.time() * 1000) - int(backlog_s * 1000)
     features = _features(args)
-    sim = plan(args.officers, args.seed, args.hours, start_ms, features)
+    sim = plan(args.officers, args.seed, args.hours, start_ms, features,
+               device_prefix=args.device_prefix or run_prefix(int(time.time() * 1000)))
     device_ids = list(sim.device_ids)
     secrets = register_devices(settings.data_dir, device_ids)
     registered_at = time.monotonic()
@@ -227,7 +235,46 @@ def _simulate_via_gateway(args) -> int:
           f"{stats.failed} failed ({time.monotonic() - t0:.1f}s)", flush=True)
     if stats.failed or stats.rejected:
         raise CommandError(f"{stats.failed + stats.rejected} pings not delivered: {stats.first_problem}")
+    if args.settle > 0 and stats.acknowledged:
+        _report_verdicts(device_ids, stats.acknowledged, args.settle)
     return 0
+
+
+def verdicts(device_ids: list[str]) -> tuple[int, dict[str, int]]:
+    """What the worker did with these devices' pings: (accepted, {reason: rejected}), from ClickHouse
+    through `hotspot sql`'s reader (the worker's query server when it owns the embedded store)."""
+    from streams.cli.sql import run_readonly
+
+    ids = ", ".join("'" + d.replace("\\", "").replace("'", "") + "'" for d in device_ids)
+    _, rows = run_readonly(f"SELECT count() FROM hotspot.pings FINAL WHERE device_id IN ({ids})")
+    accepted = int(rows[0][0])
+    _, rows = run_readonly(f"SELECT reason, count() FROM hotspot.pings_rejected FINAL WHERE device_id IN ({ids}) "
+                           f"GROUP BY reason ORDER BY reason")
+    return accepted, {str(r): int(n) for r, n in rows}
+
+
+def _report_verdicts(device_ids: list[str], acknowledged: int, settle_s: float) -> None:
+    """The gateway's acknowledgement says a ping reached Kafka, not that the worker took it: read back the verdict.
+    Duplicates the worker drops are in neither table, so the wait ends when the counts stop growing too."""
+    from streams.cli import CommandError
+
+    deadline = time.monotonic() + settle_s
+    last, still_since = None, time.monotonic()
+    while True:
+        try:
+            accepted, rejected = verdicts(device_ids)
+        except CommandError as exc:
+            print(f"worker's verdict unknown: cannot read ClickHouse ({exc})", flush=True)
+            return
+        seen = accepted + sum(rejected.values())
+        if seen != last:
+            last, still_since = seen, time.monotonic()
+        if seen >= acknowledged or time.monotonic() > deadline or (seen and time.monotonic() - still_since > 10):
+            break
+        time.sleep(1.0)  # poll interval while the worker catches up
+    why = ", ".join(f"{k} {v:,}" for k, v in rejected.items()) or "none"
+    print(f"worker: {accepted:,} accepted into hotspot.pings, {sum(rejected.values()):,} rejected ({why}), "
+          f"{max(0, acknowledged - seen):,} not (yet) in ClickHouse (duplicates are dropped silently)", flush=True)
 
 
 def _features(args):

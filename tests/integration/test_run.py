@@ -61,7 +61,7 @@ def _sql(env, query: str) -> list[str]:
 
 def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_of_it(tmp_path, cli_env):
     env = {**cli_env, "HOTSPOT_KAFKA_PORT": str(free_port()), "HOTSPOT_KAFKA_CONTROLLER_PORT": str(free_port()),
-           "HOTSPOT_HTTP_PORT": str(free_port()), "HOTSPOT_WORKER_METRICS_PORT": "0"}
+           "HOTSPOT_HTTP_PORT": str(free_port()), "HOTSPOT_WORKER_METRICS_PORT": str(free_port())}
     data_dir = tmp_path / "var"
     proc = subprocess.Popen([HOTSPOT, "run", "--simulate", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
@@ -70,6 +70,10 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
         assert any(line.startswith("kafka ") and "created pings" in line for line in lines), lines
         assert any(line.startswith("hot spots ") and "20 hot spots" in line for line in lines), lines
         assert any(line.startswith("worker ") for line in lines), lines
+        # the banner says where to look: the broker's log and the worker's metrics
+        assert any(line.startswith("kafka ") and f"log {data_dir / 'kafka' / 'broker.log'}" in line for line in lines)
+        metrics = f"http://127.0.0.1:{env['HOTSPOT_WORKER_METRICS_PORT']}/metrics"
+        assert any(line.split() == ["metrics", metrics, "(Prometheus)"] for line in lines), lines
         assert any(line.startswith("gateway ") and f":{env['HOTSPOT_HTTP_PORT']}" in line for line in lines), lines
         broker_pid = int((data_dir / "kafka" / "broker.pid").read_text())
         assert running(broker_pid)

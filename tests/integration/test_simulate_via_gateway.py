@@ -52,7 +52,8 @@ def test_simulate_via_gateway_lands_every_planned_ping_in_kafka_under_the_simula
     start_iso = datetime.fromtimestamp(start_ms / 1000, timezone.utc).isoformat()
     seed = 4242
     cmd = [HOTSPOT, "simulate", "--via", "gateway", "--url", url, "--speed", "max", "--officers", "3",
-           "--hours", "0.1", "--seed", str(seed), "--start", start_iso, "--protocols", "native,owntracks,osmand"]
+           "--hours", "0.1", "--seed", str(seed), "--start", start_iso, "--protocols", "native,owntracks,osmand",
+           "--device-prefix", "sim", "--settle", "0"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
 
