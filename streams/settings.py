@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     gateway_owntracks_held_max_per_device: int = Field(20_000, ge=1, description="OwnTracks pings over the rate held on disk per device.")
     gateway_owntracks_held_max_total: int = Field(1_000_000, ge=1, description="OwnTracks pings held on disk over all devices.")
     gateway_owntracks_park_s: float = Field(60.0, ge=0, description="How long an OwnTracks request past the held limits waits unanswered for room.")
+    map_tile_url: str = Field("", description=(
+        "XYZ tile source for the basemap of `hotspot hotspots build --preview`, e.g. a force's own tile server "
+        "https://tiles.example/{z}/{x}/{y}.png (respect the source's usage policy); empty: no basemap."))
     web_assets_dir: Path = Field(REPO_ROOT / "web" / "node_modules", description=(
         "Browser assets installed by `make setup` (`npm ci` in web/): Swagger UI and ReDoc for /docs and /redoc, "
         "served by the gateway itself so the API docs work without internet."))

@@ -108,6 +108,8 @@ class HotspotBuild:
     used_categories: list[str]  # labels of the categories that were selected and present
     unknown_categories: list[str]  # asked for, not in the data
     points_xy: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False, default=None)  # x, y, period code
+    # for the preview map: each point's category, an index into the names
+    points_category: tuple[np.ndarray, list[str]] = field(repr=False, default=None)
     notes: list[str] = field(default_factory=list)
 
     def feature_collection(self, *, selection: str = "") -> dict:
@@ -303,7 +305,7 @@ def build_hotspots(records: CrimeRecords, harm_table: HarmTable, options: BuildO
     pts = (x[win], y[win], per[win])
     bad, filtered = +bad, +filtered  # drop zero counts
     return HotspotBuild(hotspots, grid, as_of, window_from, window_to, previous, bad, filtered, totals, used, unknown,
-                        pts, notes)
+                        pts, (cat[idx][win], [str(c) for c in records.categories]), notes)
 
 
 def _merge_groups(grid: Grid, keys: np.ndarray) -> list[list[int]]:

@@ -199,10 +199,13 @@ def _build(args) -> int:
         _say(f"note: {note}")
     if args.preview:
         try:
-            draw_preview(build, args.preview)
+            drawn = draw_preview(build, args.preview)
         except OSError as exc:
             raise CommandError(f"cannot write {args.preview}: {exc.strerror}") from None
-        _say(f"preview: {args.preview}")
+        _say(f"preview: {args.preview} ({drawn.labels} ranked hot spots, {drawn.offences_shown:,} offences"
+             + (f", basemap from {drawn.basemap}" if drawn.basemap else ", no basemap") + ")")
+        for note in drawn.notes:
+            _say(f"preview note: {note}")
     _say(f"wrote {len(build.hotspots)} hot spots to {args.out} [{time.monotonic() - t0:.1f}s]")
     return 0
 
@@ -272,56 +275,12 @@ def print_summary(build, rows: int = 25, out=None) -> None:
         print("trend: - (the records do not reach back a whole window before this one)", file=out)
 
 
-def draw_preview(build, path: str, max_points: int = 200_000) -> None:
-    """PNG of the hot spots (filled, numbered by rank) over the crime points, in the metric grid."""
-    import matplotlib
+def draw_preview(build, path: str, max_points: int = 200_000):
+    """The preview PNG (streams.hotspotmap), over basemap tiles when HOTSPOT_MAP_TILE_URL is set."""
+    from streams.hotspotmap import draw_preview as draw
+    from streams.settings import get_settings
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import shapely
-
-    x, y, period = build.points_xy
-    fig, ax = plt.subplots(figsize=(9, 9), dpi=110)
-    if build.hotspots:
-        bounds = np.array([h.geometry_xy.bounds for h in build.hotspots])
-        x0, y0 = bounds[:, 0].min(), bounds[:, 1].min()
-        x1, y1 = bounds[:, 2].max(), bounds[:, 3].max()
-        pad = max(1000.0, 0.1 * max(x1 - x0, y1 - y0))
-        x0, y0, x1, y1 = x0 - pad, y0 - pad, x1 + pad, y1 + pad
-        near = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
-        x, y = x[near], y[near]
-    if len(x) > max_points:
-        pick = np.random.default_rng(0).choice(len(x), max_points, replace=False)  # fixed seed: same picture each run
-        x, y = x[pick], y[pick]
-    ax.scatter(x, y, s=2 if len(x) > 5000 else 9, c="0.55", alpha=0.35, linewidths=0,
-               label=f"offences in the window ({len(x):,} shown)", zorder=1)
-    colours = {None: "tab:red", "day": "tab:orange", "night": "tab:blue"}
-    for h in build.hotspots:
-        for poly in getattr(h.geometry_xy, "geoms", [h.geometry_xy]):
-            xs, ys = shapely.get_coordinates(poly.exterior).T
-            ax.fill(xs, ys, facecolor=colours[h.period], alpha=0.6, edgecolor=colours[h.period], linewidth=1.5,
-                    zorder=2)
-        c = h.geometry_xy.centroid
-        # A ring around each hot spot keeps 150 m cells visible on a force-wide map.
-        ax.scatter([c.x], [c.y], s=140, facecolors="none", edgecolors=colours[h.period], linewidths=1.5, zorder=3)
-        ax.annotate(str(h.rank), (c.x, c.y), xytext=(7, 7), textcoords="offset points", fontsize=8, weight="bold",
-                    color=colours[h.period], zorder=4)
-    for period, colour in colours.items():
-        if any(h.period == period for h in build.hotspots):
-            ax.fill([], [], facecolor=colour, alpha=0.35, label=f"hot spots{' (' + period + ')' if period else ''}")
-    if build.hotspots:
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y0, y1)
-    ax.set_aspect("equal")
-    ax.set_xlabel(f"easting (m, EPSG:{build.grid.epsg})")
-    ax.set_ylabel("northing (m)")
-    ax.set_title(f"{len(build.hotspots)} hot spots, {build.window_from} to {build.window_to}")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.ticklabel_format(style="plain", useOffset=False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return draw(build, path, tile_url=get_settings().map_tile_url, max_points=max_points)
 
 
 # --- publish / list / retire: the live set on the compacted `hotspots` topic -----------
