@@ -61,6 +61,11 @@ def one_run(env, data_dir: Path, officers: int, window_s: float) -> dict:
         pings = sql(env, f"SELECT count() FROM hotspot.pings WHERE {where}")
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
+        if not pings or not int(pings[0][0]):
+            for name in ("simulation", "worker"):
+                path = data_dir / "logs" / f"{name}.log"
+                print(f"--- no pings of this run: end of {path}\n"
+                      + (path.read_text(errors="replace")[-2000:] if path.exists() else "(none)"), flush=True)
         return {"prefix": prefix, "ready_s": round(ready - t0, 1),
                 "first_visit_after_ready_s": None if first_visit is None else round(first_visit, 1),
                 "lateness_ms_p50_p90_of_pings_stamped_after_ready": late[0] if late else None,
