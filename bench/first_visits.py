@@ -81,9 +81,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--officers", type=int, default=20)
     ap.add_argument("--window", type=float, default=120.0, help="seconds after ready to watch each run")
+    ap.add_argument("--keep", metavar="DIR", help="use (and keep) this directory instead of a temporary one")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = Path(tmp) / "var"
+        data_dir = Path(args.keep or tmp) / "var"
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOTSPOT_")}
         env.update(HOTSPOT_DATA_DIR=str(data_dir), HOTSPOT_KAFKA_PORT=str(free_port()),
                    HOTSPOT_KAFKA_CONTROLLER_PORT=str(free_port()), HOTSPOT_WORKER_METRICS_PORT="0")
