@@ -255,7 +255,7 @@ def verdicts(device_ids: list[str]) -> tuple[int, dict[str, int]]:
 
 def _report_verdicts(device_ids: list[str], acknowledged: int, settle_s: float) -> None:
     """The gateway's acknowledgement says a ping reached Kafka, not that the worker took it: read back the verdict.
-    Duplicates the worker drops are in neither table, so the wait ends when the counts stop growing too."""
+    The wait also ends once the counts stop growing for 10 s (a ping still held, or a worker that is down)."""
     from streams.cli import CommandError
 
     deadline = time.monotonic() + settle_s
@@ -274,7 +274,7 @@ def _report_verdicts(device_ids: list[str], acknowledged: int, settle_s: float) 
         time.sleep(1.0)  # poll interval while the worker catches up
     why = ", ".join(f"{k} {v:,}" for k, v in rejected.items()) or "none"
     print(f"worker: {accepted:,} accepted into hotspot.pings, {sum(rejected.values()):,} rejected ({why}), "
-          f"{max(0, acknowledged - seen):,} not (yet) in ClickHouse (duplicates are dropped silently)", flush=True)
+          f"{max(0, acknowledged - seen):,} not (yet) in ClickHouse", flush=True)
 
 
 def _features(args):

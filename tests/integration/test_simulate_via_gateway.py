@@ -73,3 +73,41 @@ def test_simulate_via_gateway_lands_every_planned_ping_in_kafka_under_the_simula
         if want.speed_mps is not None:
             assert got["speed_mps"] == pytest.approx(want.speed_mps, abs=1e-6)  # km/h and knots converted back
     assert f"acknowledged {len(planned)} of {len(planned)} pings" in done.stdout
+
+
+def test_simulate_via_gateway_reports_what_the_worker_did_with_the_pings(make_broker, tmp_path):
+    """Not only the gateway's 202s: the worker's verdict on every ping, read back from ClickHouse."""
+    import re
+
+    from tests.integration.live import LiveSystem
+
+    broker = make_broker()
+    broker.start()
+    live = LiveSystem(tmp_path / "var", broker)
+    live.start_worker()
+    port = free_port()
+    gateway = subprocess.Popen([HOTSPOT, "gateway", "--port", str(port), "--log-level", "warning"], env=live.env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def connected() -> bool:
+            try:
+                return httpx.get(url + "/healthz", timeout=1).json()["kafka"] == "connected"
+            except httpx.HTTPError:
+                return False
+
+        wait_until(connected, 60, "the gateway to connect to Kafka", interval_s=0.1)
+        out = live.hotspot("simulate", "--via", "gateway", "--url", url, "--speed", "max", "--officers", "2",
+                           "--hours", "0.1", "--seed", "7", "--device-prefix", "verdict", "--settle", "120")
+        acknowledged = int(re.search(r"acknowledged (\d+) of", out).group(1))
+        verdict = re.search(r"worker: (\d+) accepted into hotspot.pings, (\d+) rejected \((.*)\), (\d+) not", out)
+        assert verdict, out
+        accepted, rejected, not_yet = int(verdict.group(1)), int(verdict.group(2)), int(verdict.group(4))
+        where = "device_id IN ('verdict-001', 'verdict-002')"
+        assert accepted == int(live.scalar(f"SELECT count() FROM hotspot.pings FINAL WHERE {where}")) > 0
+        assert rejected == int(live.scalar(f"SELECT count() FROM hotspot.pings_rejected FINAL WHERE {where}"))
+        assert accepted + rejected + not_yet == acknowledged
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)
+        live.stop_worker()
