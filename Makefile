@@ -42,7 +42,7 @@ chromium:
 	@if [ -x $(CHROMIUM) ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "==> apt-get install chromium (for the browser tests in tests/e2e)"; \
-		apt-get update && apt-get install -y chromium; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
 	else \
 		echo "warning: $(CHROMIUM) not found; the browser tests in tests/e2e need it (Debian: sudo apt-get install chromium)"; \
 	fi
@@ -55,4 +55,4 @@ test: setup
 
 clean:
 	-$(BIN)/hotspot broker stop
-	rm -rf $(VENV) .cache var
+	rm -rf $(VENV) .cache var web/node_modules
