@@ -169,6 +169,8 @@ class Settings(BaseSettings):
                 value = str(value)
             out[name] = value
         out["clickhouse_dsn"] = mask_dsn(self.effective_clickhouse_dsn)
+        if "?" in self.map_tile_url:  # tile services put their API key in the query string
+            out["map_tile_url"] = self.map_tile_url.split("?", 1)[0] + "?********"
         out["bootstrap_servers"] = self.bootstrap_servers
         return out
 

@@ -49,6 +49,13 @@ def test_config_command_masks_secrets_and_dsn_passwords(cli_env):
     assert '"secret_key": "********"' in out and "analyst:****@ch.example:8443" in out
 
 
+def test_config_command_masks_the_tile_services_key():
+    url = "https://tiles.example/{z}/{x}/{y}.png?key=t1lek3y"
+    assert Settings(map_tile_url=url).masked()["map_tile_url"] == "https://tiles.example/{z}/{x}/{y}.png?********"
+    assert Settings(map_tile_url="https://t.example/{z}/{x}/{y}.png").masked()["map_tile_url"] == \
+        "https://t.example/{z}/{x}/{y}.png"
+
+
 def test_mask_dsn_leaves_passwordless_dsns_alone():
     assert mask_dsn("chdb:///var/clickhouse") == "chdb:///var/clickhouse"
     assert mask_dsn("http://ch:8123") == "http://ch:8123"
