@@ -15,16 +15,36 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     compacted: bool = False
     retention_ms: int | None = None
+    # Topic settings that the system's correctness rests on: applied at creation, and put
+    # right on a topic that exists without them (an older data directory, a hand-made topic).
+    required: tuple[tuple[str, str], ...] = ()
 
+    def configs(self) -> dict[str, str]:
+        config = dict(self.required)
+        if self.compacted:
+            config["cleanup.policy"] = "compact"
+        if self.retention_ms is not None:
+            config["retention.ms"] = str(self.retention_ms)
+        return config
+
+
+# The broker stamps every ping with the time it appended it (LogAppendTime): the arrival
+# clock that the worker's reorder hold runs on. Append times never decrease along a
+# partition, so "every ping that arrived before T has been read" can be known from an
+# offset, which the gateway's own stamp (taken before a send that may be slow) cannot give.
+# See docs/decisions.md, "An arrival clock that cannot run ahead of the data".
+ARRIVAL_CLOCK = (("message.timestamp.type", "LogAppendTime"),)
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("pings"),
+    TopicSpec("pings", required=ARRIVAL_CLOCK),
     TopicSpec("hotspots", compacted=True),
     TopicSpec("patrol-events"),
     TopicSpec("assignments"),
@@ -55,31 +75,79 @@ def make_admin(bootstrap_servers: str, **overrides) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**options)
 
 
-async def ensure_topics(bootstrap_servers: str, partitions: int, topics=TOPICS) -> list[str]:
-    """Create missing topics; return the names created. Existing ones are left as they are."""
+async def ensure_topics(bootstrap_servers: str, partitions: int, topics=TOPICS,
+                        visible_within_s: float = 60.0) -> list[str]:
+    """Create missing topics and return the names created; existing ones keep their partitions.
+
+    Returns only once every topic asked for is in the cluster's metadata with its
+    partitions (a broker's metadata cache lags a creation by a moment, and a client
+    that looks too early finds nothing), and once existing topics carry the settings
+    their spec requires (`TopicSpec.required`).
+    """
     admin = make_admin(bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = []
-        for spec in topics:
-            if spec.name in existing:
-                continue
-            config = {}
-            if spec.compacted:
-                config["cleanup.policy"] = "compact"
-            if spec.retention_ms is not None:
-                config["retention.ms"] = str(spec.retention_ms)
-            wanted.append(NewTopic(spec.name, num_partitions=partitions, replication_factor=1, topic_configs=config))
-        if not wanted:
-            return []
-        try:
-            response = await admin.create_topics(wanted)
-        except TopicAlreadyExistsError:
-            return []  # another process won the race; the topics are there either way
-        return _created_topics(response)
+        wanted = [NewTopic(spec.name, num_partitions=partitions, replication_factor=1, topic_configs=spec.configs())
+                  for spec in topics if spec.name not in existing]
+        created: list[str] = []
+        if wanted:
+            try:
+                created = _created_topics(await admin.create_topics(wanted))
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; the topics are there either way
+        await _require_configs(admin, [spec for spec in topics if spec.required and spec.name in existing])
+        await _wait_visible(admin, [spec.name for spec in topics], visible_within_s)
+        return created
     finally:
         await admin.close()
+
+
+async def _require_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    """Put the required settings on topics that exist without them, keeping their other overrides."""
+    if not specs:
+        return
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs])
+    current: dict[str, dict[str, tuple[str, bool]]] = {}
+    for response in described:
+        for resource in response.resources:
+            # (error_code, error_message, resource_type, name, [(key, value, read_only, source, sensitive, ...)])
+            current[resource[3]] = {entry[0]: (entry[1], type(entry[3]) is int and entry[3] == 1)
+                                    for entry in resource[4]}
+    changes = []
+    for spec in specs:
+        have = current.get(spec.name, {})
+        if all(have.get(key, (None,))[0] == value for key, value in spec.required):
+            continue
+        # AlterConfigs replaces a topic's whole set of overrides: carry the present ones over.
+        overrides = {key: value for key, (value, is_override) in have.items() if is_override and value is not None}
+        overrides.update(spec.required)
+        changes.append(ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=overrides))
+    if changes:
+        for response in await admin.alter_configs(changes):
+            failed = [f"{r[3]}: error {r[0]} ({r[1]})" for r in response.resources if r[0] != 0]
+            if failed:
+                raise KafkaError("could not set required topic settings: " + "; ".join(failed))
+        log.info("required settings applied to existing topics %s", [c.name for c in changes])
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str], within_s: float) -> None:
+    """Wait until every named topic is in the metadata with a leader for each partition."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    missing = list(names)
+    while True:
+        described = await admin.describe_topics(missing)
+        missing = [d["topic"] for d in described
+                   if d.get("error_code") or not d["partitions"]
+                   or any(p.get("leader", -1) < 0 for p in d["partitions"])]
+        if not missing:
+            return
+        if loop.time() > deadline:
+            raise KafkaError(f"topics {missing} were not usable within {within_s:.0f}s of being created")
+        await asyncio.sleep(0.1)  # metadata propagation: a readiness poll bounded by the deadline
 
 
 # Kafka error code of a topic that already exists: the broker's metadata cache

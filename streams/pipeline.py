@@ -26,13 +26,17 @@ worker skip them. Nothing is lost and nothing is counted twice; events on
 
 Held pings. The processors hold each live ping for at most `reorder_hold_s`
 of arrival time (processors.reorder), so that a ping overtaken in the network
-can still be put back in order. Every turn of the loop (at least every batch
-window) releases what has served its hold, on each partition's arrival clock:
-the newest `received_ms` handled from the partition, or the wall clock once
-the partition has been handled to its end. Judged so, a release never comes
-before a ping the data would have waited for is read, so after a restart (a
-backlog) the result is what an uninterrupted run gives. The Faust timer does
-the same for silence (`signal_loss_s`) every `worker_expire_interval_s`.
+can still be put back in order. Arrival is the time the broker appended the
+ping to `pings` (the topic stamps LogAppendTime, streams.kafka.ARRIVAL_CLOCK),
+which never decreases along a partition. Every turn of the loop (at least
+every batch window) releases what has served its hold, on each partition's
+arrival clock: the newest arrival handled from the partition, or, once a fresh
+look at the log end shows the partition handled to its end, the wall clock as
+it was before that look. Judged so, a release never comes before a ping that
+arrived in time is read, whatever the loop's speed: after a restart (a
+backlog) and on a busy machine the result is what replaying the same pings
+with their arrival times gives. The Faust timer does the same for silence
+(`signal_loss_s`) every `worker_expire_interval_s`.
 
 Why a plain aiokafka consumer rather than a Faust agent stream: Faust delivers
 each record as its own event through its conductor, and at 20,000 pings/s that
@@ -72,6 +76,7 @@ log = logging.getLogger("hotspot.worker")
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a bug, the supervisor should restart us and someone should look
 GROUP_ID = "hotspot-worker"
 PINGS = "pings"
+LOG_APPEND_TIME = 1  # ConsumerRecord.timestamp_type of a record stamped by the broker
 
 
 def _open_store_when_available(settings: Settings) -> None:
@@ -285,8 +290,13 @@ class LivePipeline:
                                         rows.undecodable_record(msg, str(exc), received_ms)))
                     continue
             arrived = record["received_ms"]
-            if arrived is not None and arrived > clock.get(partition, 0):
-                clock[partition] = arrived
+            if arrived is not None:
+                if msg.timestamp_type == LOG_APPEND_TIME:
+                    # Arrival is when Kafka appended the ping (see streams.kafka.ARRIVAL_CLOCK). A ping
+                    # without an arrival time (a backfill of history) keeps none: event time alone orders it.
+                    record["received_ms"] = arrived = msg.timestamp
+                if arrived > clock.get(partition, 0):
+                    clock[partition] = arrived
             did = record["device_id"]
             # At or below the highest offset applied: seen before a crash (saved state), or earlier
             # in this batch when a rebalance moved the partition back.
@@ -322,26 +332,41 @@ class LivePipeline:
                 caused.append(p.received_ms)
 
     async def _partition_clocks(self) -> dict[int, int]:
-        """Arrival clock per owned pings partition: the newest received_ms handled from it, or the wall
-        clock when it has been handled to its end (nothing that arrived earlier can still be unread).
+        """Arrival clock per owned pings partition, on the broker's append-time scale.
+
+        It is the newest arrival handled from the partition, or, when the partition
+        has been handled to its end, the wall clock as it was just before that end
+        was looked up (less `worker_arrival_margin_s`). Append times never decrease
+        along a partition, so at that clock every ping that arrived earlier has been
+        handled: a release on it is the release the data itself would have caused,
+        however long the loop took. The consumer's `highwater` is only a first look:
+        it is as old as the last fetch response, which after a long batch is seconds
+        stale, so a partition it shows as read to its end is confirmed with a fresh
+        request for the log end.
 
         A partition with neither (just assigned, nothing read yet) has no clock: nothing of it is released.
         """
         consumer = self.consumer
-        now_ms = int(time.time() * 1000)
         clocks: dict[int, int] = {}
+        maybe_at_end: dict[TopicPartition, int] = {}
         try:
             for tp in consumer.assignment():
                 if tp.topic != PINGS or not self.store.owns(tp.partition):
                     continue
                 clock = self._arrival_clock.get(tp.partition)
+                if clock is not None:
+                    clocks[tp.partition] = clock
                 highwater = consumer.highwater(tp)
                 if highwater is not None:  # None: no fetch answered yet
                     position = await self._handled_position(tp)
                     if position >= highwater:
-                        clock = now_ms if clock is None else max(clock, now_ms)
-                if clock is not None:
-                    clocks[tp.partition] = clock
+                        maybe_at_end[tp] = position
+            if maybe_at_end:
+                now_ms = int((time.time() - self.settings.worker_arrival_margin_s) * 1000)  # before the request
+                ends = await consumer.end_offsets(list(maybe_at_end))
+                for tp, position in maybe_at_end.items():
+                    if position >= ends[tp]:
+                        clocks[tp.partition] = max(clocks.get(tp.partition, now_ms), now_ms)
         except Exception:  # the consumer is rebalancing: no clock this time
             return {}
         return clocks

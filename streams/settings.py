@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # --- worker --------------------------------------------------------------
     worker_batch_max: int = Field(5000, ge=1, description="Most pings handled in one micro-batch.")
     worker_batch_window_s: float = Field(0.1, gt=0, description="Longest wait to fill a micro-batch, seconds (also how often held pings are released).")
+    worker_arrival_margin_s: float = Field(0.1, ge=0, description=(
+        "How far behind its own clock the worker assumes the log end may be: a held ping is released on the "
+        "wall clock only once every ping appended before (now - margin) has been read. Covers the skew between "
+        "the worker's and the brokers' clocks and a replica's lag behind its leader."))
     worker_expire_interval_s: float = Field(5.0, gt=0, description="How often silent devices are checked for signal loss.")
     worker_commit_interval_s: float = Field(1.0, gt=0, description=(
         "How often the worker checkpoints: rows durable, changed device states to the changelog, offsets committed."))

@@ -132,7 +132,11 @@ def test_broker_stopped_mid_stream_loses_no_acknowledged_ping(make_broker, tmp_p
         stop.set()
         sender.join(timeout=30)
         assert not sender.is_alive()
+        # The last OwnTracks pings may have been spooled after the drain above: a send that
+        # outlasts the ack timeout on a busy machine is spooled, as it should be. Once nothing
+        # more is sent, the spool must drain to Kafka by itself.
+        wait_until(lambda: publisher.spool.depth == 0, 90, "the spool to drain once sending stopped")
     found = asyncio.run(_read_pings(broker.bootstrap, {device}, len(acked)))
     found_ts = {p["ts_ms"] for p in found}
     assert acked - found_ts == set(), f"{len(acked - found_ts)} acknowledged pings missing from Kafka"
-    assert len(refused) >= 1 and publisher.spool.depth == 0
+    assert len(refused) >= 1
