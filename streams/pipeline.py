@@ -290,10 +290,9 @@ class LivePipeline:
                                         rows.undecodable_record(msg, str(exc), received_ms)))
                     continue
             arrived = record["received_ms"]
-            if arrived is not None:
+            if arrived:  # None or 0: no arrival time (a backfill of history), event time alone orders it
                 if msg.timestamp_type == LOG_APPEND_TIME:
-                    # Arrival is when Kafka appended the ping (see streams.kafka.ARRIVAL_CLOCK). A ping
-                    # without an arrival time (a backfill of history) keeps none: event time alone orders it.
+                    # Arrival is when Kafka appended the ping (see streams.kafka.ARRIVAL_CLOCK).
                     record["received_ms"] = arrived = msg.timestamp
                 if arrived > clock.get(partition, 0):
                     clock[partition] = arrived

@@ -173,7 +173,7 @@ def export_arrived(bootstrap: str, out: Path, expected: int) -> Path:
         w.writerow(columns)
         for r in asyncio.run(read()):
             p = codec.decode(r.value)
-            received = p["received_ms"]
+            received = p["received_ms"] or None  # 0: a backfill, no arrival time
             if received is not None and r.timestamp_type == 1:  # LogAppendTime: what the worker uses
                 received = r.timestamp
             w.writerow([p["device_id"], p["ts_ms"], *("" if p[k] is None else repr(float(p[k])) for k in columns[2:9]),

@@ -43,33 +43,47 @@ def _backlog(bootstrap: str) -> int:
     return asyncio.run(count())
 
 
+def _split(path, out_dir) -> tuple:
+    """The pings file cut in two at its middle row (each device's pings stay in order across the two)."""
+    lines = path.read_text().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    first, second = out_dir / "first.csv", out_dir / "second.csv"
+    first.write_text(header + "".join(rows[:len(rows) // 2]))
+    second.write_text(header + "".join(rows[len(rows) // 2:]))
+    return first, len(rows) // 2, second
+
+
 def test_clickhouse_down_mid_run_pauses_consumption_and_loses_nothing_when_back(make_broker, tmp_path):
     sim = simulate(tmp_path / "sim", officers=6, hours=1.5, seed=61, ago_h=2)
     total = _line_count(sim / "pings.csv")
+    first, in_first, second = _split(sim / "pings.csv", tmp_path)
     live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
     flag = tmp_path / "clickhouse-down"
     log = tmp_path / "worker.log"
     with open(log, "w") as fh:
         worker = subprocess.Popen([sys.executable, "-m", "tests.integration.outage_worker", str(flag)], cwd=REPO,
                                   env=live.env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    sender = subprocess.Popen([HOTSPOT, "pings", "send", "--rate", "600", str(sim / "pings.csv")], env=live.env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sender = None
     try:
-        wait_until(lambda: _accounted(live) >= total // 4, 120, "a quarter of the pings to be stored")
+        # The first half is stored before the outage begins, so the outage falls mid-run by
+        # construction, not by racing a sender (on a busy machine the race was sometimes lost).
+        live.hotspot("pings", "send", str(first))
+        wait_until(lambda: _accounted(live) == in_first, 120, "the first half of the pings to be stored")
         flag.touch()
-        # An insert that was merely slow (a busy machine) pauses consumption too, before the outage:
-        # what counts is a pause after an insert was refused. From then on the one insert in flight
-        # is the refused one, retried until the outage ends, so nothing more can land.
+        sender = subprocess.Popen([HOTSPOT, "pings", "send", "--rate", "600", str(second)], env=live.env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # An insert that was merely slow (a busy machine) pauses consumption too: what counts is a
+        # pause after an insert was refused. From then on the one insert in flight is the refused
+        # one, retried until the outage ends, so nothing more can land.
         def paused_by_the_outage() -> bool:
             text = log.read_text()
             refused = text.find("test outage: insert refused")
             return refused >= 0 and "consumption paused" in text[refused:]
 
-        wait_until(paused_by_the_outage, 60, "consumption to pause while inserts are refused")
-        held = _accounted(live)
+        wait_until(paused_by_the_outage, 120, "consumption to pause while inserts are refused")
         _, err = sender.communicate(timeout=300)  # the rest of the pings reach Kafka meanwhile
         assert sender.returncode == 0, err
-        assert _accounted(live) == held < total, "nothing is written while ClickHouse is down"
+        assert _accounted(live) == in_first < total, "nothing is written while ClickHouse is down"
         assert _backlog(live.broker.bootstrap) > 0, "the pings wait in Kafka"
         text = log.read_text()
         assert text.count("test outage: insert refused") >= 2, "the writer kept retrying"
@@ -86,7 +100,7 @@ def test_clickhouse_down_mid_run_pauses_consumption_and_loses_nothing_when_back(
     finally:
         if flag.exists():
             flag.unlink()
-        if sender.poll() is None:
+        if sender is not None and sender.poll() is None:
             sender.kill()
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGTERM)
