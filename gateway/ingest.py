@@ -39,7 +39,7 @@ class PingIn(BaseModel):
     ts_ms: int | None = Field(None, description="Fix time, UTC epoch milliseconds (instead of ts).")
     lat: float = Field(..., ge=-90, le=90)
     lon: float = Field(..., ge=-180, le=180)
-    accuracy_m: float | None = Field(None, ge=0)
+    accuracy_m: float | None = Field(None, description="Metres; 0, negative, NaN or over 10 km is taken as unknown.")
     speed_mps: float | None = Field(None, ge=0, le=1000)
     heading_deg: float | None = Field(None, ge=0, le=360)
     altitude_m: float | None = None
