@@ -51,6 +51,7 @@ class GatewayState:
     publisher: Publisher
     limiter: RateLimiter
     held: HeldPings | None = None  # OwnTracks pings over their rate; None: they get 429 like the others
+    osmand_misses: RateLimiter | None = None  # unknown OsmAnd identifiers per source address
 
 
 async def get_state(request: Request) -> GatewayState:

@@ -100,6 +100,7 @@ def build_state(config: GatewayConfig, *, producer: Any = None, credentials: Cre
         publisher=publisher,
         limiter=limiter,
         held=held,
+        osmand_misses=RateLimiter(config.osmand_unknown_per_s, config.osmand_unknown_burst),
     )
 
 

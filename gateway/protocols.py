@@ -277,7 +277,7 @@ def osmand_device_id(params: Mapping[str, str]) -> str:
     """The device identifier of an OsmAnd request (`id`, or `deviceid` in older clients)."""
     value = params.get("id") or params.get("deviceid")
     if not value or not value.strip():
-        raise FieldError("id", "required: the device identifier registered with `hotspot devices add`")
+        raise FieldError("id", "required: the identifier `hotspot devices add NAME --osmand` printed")
     return value.strip()
 
 
@@ -324,7 +324,7 @@ def traccar_json_device_id(body: Any) -> str:
         raise FieldError("body", f"must be a JSON object, got {_type_name(body)}")
     value = body.get("device_id")
     if not isinstance(value, str) or not value.strip():
-        raise FieldError("device_id", "required: the device identifier registered with `hotspot devices add`")
+        raise FieldError("device_id", "required: the identifier `hotspot devices add NAME --osmand` printed")
     return value.strip()
 
 

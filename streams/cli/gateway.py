@@ -43,13 +43,13 @@ def _gateway(args) -> int:
     app = create_app(config=config)
     servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
                                              log_level=args.log_level, access_log=False))]
-    if config.osmand_port:
+    if config.osmand_port and config.osmand_enabled:
         osmand = create_osmand_app(app.state.gateway)
         servers.append(uvicorn.Server(uvicorn.Config(osmand, host=host, port=config.osmand_port, loop="uvloop",
                                                      http="httptools", lifespan="off", log_level=args.log_level,
                                                      access_log=False)))
     print(f"gateway on http://{host}:{port} (Kafka {config.bootstrap_servers}"
-          + (f", OsmAnd at http://{host}:{config.osmand_port}/" if config.osmand_port else "") + ")", flush=True)
+          + (f", OsmAnd at http://{host}:{config.osmand_port}/" if config.osmand_port and config.osmand_enabled else "") + ")", flush=True)
 
     async def serve():
         await asyncio.gather(*(s.serve() for s in servers))
