@@ -12,6 +12,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class GatewayConfig:
     bootstrap_servers: str = "127.0.0.1:19092"
+    partitions: int = 4                        # of topic `pings` when the gateway creates it (as the worker would)
     data_dir: Path = Path("var")
     schema_registry_url: str = ""
     max_body_bytes: int = 1024 * 1024          # larger bodies get 413
@@ -46,7 +47,8 @@ class GatewayConfig:
 
     @classmethod
     def from_settings(cls, settings) -> "GatewayConfig":
-        values = {"bootstrap_servers": settings.bootstrap_servers, "data_dir": settings.data_dir}
+        values = {"bootstrap_servers": settings.bootstrap_servers, "data_dir": settings.data_dir,
+                  "partitions": settings.partitions}
         for f in fields(cls):
             for name in (f.name, f"gateway_{f.name}"):
                 if name in type(settings).model_fields:

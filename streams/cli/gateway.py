@@ -51,8 +51,13 @@ def _gateway(args) -> int:
     print(f"gateway on http://{host}:{port} (Kafka {config.bootstrap_servers}"
           + (f", OsmAnd at http://{host}:{config.osmand_port}/" if config.osmand_port and config.osmand_enabled else "") + ")", flush=True)
 
+    async def serve_main():
+        await servers[0].serve()
+        for other in servers[1:]:  # the main app ended (or never started): so does the OsmAnd listener
+            other.should_exit = True
+
     async def serve():
-        await asyncio.gather(*(s.serve() for s in servers))
+        await asyncio.gather(serve_main(), *(s.serve() for s in servers[1:]))
 
     try:
         import uvloop
@@ -60,4 +65,7 @@ def _gateway(args) -> int:
         uvloop.run(serve())
     except OSError as exc:
         raise CommandError(f"cannot listen: {exc}") from None
+    start_error = getattr(app.state, "start_error", None)
+    if start_error:
+        raise CommandError(f"gateway not started: {start_error}")
     return 0
