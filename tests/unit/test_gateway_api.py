@@ -420,3 +420,14 @@ def test_fuzzed_methods_paths_and_headers_never_get_a_5xx(env, path, method, hea
     headers.pop("Content-Length", None)  # a lying length makes the test client itself fail, not the app
     r = env.client.request(method, path, content=body, headers=headers)
     assert r.status_code < 500, r.text
+
+
+def test_healthz_is_503_naming_the_reason_while_kafka_cannot_be_reached(tmp_path):
+    from tests.conftest import free_port
+
+    config = GatewayConfig(data_dir=tmp_path, bootstrap_servers=f"127.0.0.1:{free_port()}")  # nothing listens there
+    with TestClient(create_app(config=config)) as client:  # Kafka away at start is not fatal: OwnTracks spools
+        r = client.get("/healthz")
+        assert r.status_code == 503
+        assert r.json() == {"status": "not_ready", "kafka": "connecting", "reason": "not connected to Kafka",
+                            "spool_depth": 0, "held_depth": 0}
