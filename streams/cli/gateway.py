@@ -52,9 +52,11 @@ def _gateway(args) -> int:
           + (f", OsmAnd at http://{host}:{config.osmand_port}/" if config.osmand_port and config.osmand_enabled else "") + ")", flush=True)
 
     async def serve_main():
-        await servers[0].serve()
-        for other in servers[1:]:  # the main app ended (or never started): so does the OsmAnd listener
-            other.should_exit = True
+        try:
+            await servers[0].serve()
+        finally:
+            for other in servers[1:]:  # the main app ended (or never started): so does the OsmAnd listener
+                other.should_exit = True
 
     async def serve():
         await asyncio.gather(serve_main(), *(s.serve() for s in servers[1:]))
@@ -65,7 +67,9 @@ def _gateway(args) -> int:
         uvloop.run(serve())
     except OSError as exc:
         raise CommandError(f"cannot listen: {exc}") from None
-    start_error = getattr(app.state, "start_error", None)
-    if start_error:
-        raise CommandError(f"gateway not started: {start_error}")
+    except SystemExit:  # uvicorn's answer to a failed start-up; say why in one line
+        start_error = getattr(app.state, "start_error", None)
+        if start_error:
+            raise CommandError(f"gateway not started: {start_error}") from None
+        raise
     return 0

@@ -184,3 +184,17 @@ def test_healthz_says_not_ready_while_the_broker_is_stopped_and_ok_once_it_is_ba
         broker.start()
         wait_until(lambda: client.get("/healthz").status_code == 200, 90, "/healthz to be ok again")
         assert client.get("/healthz").json()["status"] == "ok"
+
+
+def test_a_gateway_refuses_to_start_naming_the_topic_kafka_will_not_create(make_broker, tmp_path):
+    from gateway.main import GatewayStartError
+
+    broker = make_broker()
+    broker.start()
+    # Zero partitions stands for any creation the broker refuses (a policy, missing rights): it answers
+    # INVALID_PARTITIONS for the topic, as it would answer TOPIC_AUTHORIZATION_FAILED.
+    app, _ = _fresh_gateway(broker.bootstrap, tmp_path, partitions=0)
+    with pytest.raises(GatewayStartError, match="pings.*missing and not creatable"):
+        with TestClient(app):
+            pass
+    assert app.state.start_error.startswith("Kafka topic(s) pings missing and not creatable")
