@@ -252,7 +252,9 @@ def rejected_row(rejected: Mapping[str, Any], reject_id: str) -> dict[str, Any]:
     topic/partition/offset it was read from, or the pings offset it was made from.
     """
     p = rejected.get("ping") or {}
-    received = p.get("received_ms", rejected["rejected_ms"])
+    # A backfilled ping has no arrival time (received_ms 0): the table's TTL counts from
+    # received_at, and 1970 would drop the row at once, so it takes the rejection time.
+    received = p.get("received_ms") or rejected["rejected_ms"]
     return {
         "reject_id": reject_id,
         "device_id": rejected.get("device_id") or p.get("device_id") or "",

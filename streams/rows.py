@@ -20,10 +20,13 @@ from processors.model import (
 )
 
 def ping_from_record(r: dict) -> Ping:
+    """The processors `Ping` of an Avro `Ping`. `received_ms` 0 is "no arrival time" (a historical ping,
+    `hotspot pings send --backfill`; the Avro field is not nullable): None, which skips the arrival-based
+    checks, as `hotspot replay` does for the same pings."""
     return Ping(
         device_id=r["device_id"], ts_ms=int(r["ts_ms"]), lat=float(r["lat"]), lon=float(r["lon"]),
         accuracy_m=r.get("accuracy_m"), speed_mps=r.get("speed_mps"), heading_deg=r.get("heading_deg"),
-        altitude_m=r.get("altitude_m"), battery=r.get("battery"), received_ms=r.get("received_ms"),
+        altitude_m=r.get("altitude_m"), battery=r.get("battery"), received_ms=r.get("received_ms") or None,
         source=r.get("source"),
     )
 
