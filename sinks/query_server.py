@@ -160,11 +160,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _client_gone(conn: socket.socket) -> bool:
-    """Whether the peer closed its end: readable with nothing to read (or a reset)."""
+    """Whether the peer closed its end: hung up, or readable with nothing to read (poll: the owner may hold
+    more than select()'s 1,024 descriptors)."""
     try:
-        readable, _, _ = select.select([conn], [], [], 0)
-        if not readable:
+        poller = select.poll()
+        poller.register(conn, select.POLLIN | select.POLLRDHUP)
+        events = poller.poll(0)
+        if not events:
             return False
+        if events[0][1] & (select.POLLHUP | select.POLLERR | select.POLLRDHUP | select.POLLNVAL):
+            return True
         return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except BlockingIOError:
         return False

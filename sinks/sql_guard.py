@@ -72,6 +72,7 @@ def readonly_settings(limits: ReadonlyLimits, tag: str) -> dict[str, Any]:
         # A ClickHouse server stops a read-only query whose HTTP client went away.
         "cancel_http_readonly_queries_on_client_close": 1,
         "log_comment": tag,
+        "allow_introspection_functions": 0,  # chDB turns them on; they read the binary, no analyst needs them
         "readonly": 1,
     }
 
@@ -255,9 +256,7 @@ def check_statement(sql: str, table_functions: frozenset[str] = frozenset()) -> 
         nxt = tokens[i + 1] if i + 1 < len(tokens) else None
         prev = tokens[i - 1] if i else None
         if t.kind in ("word", "qident") and nxt is not None and nxt.text == "(" and nxt.kind == "punct":
-            name = t.text.lower()
-            if prev is not None and prev.kind == "punct" and prev.text == ".":
-                continue  # db.name(...) is not a function call in ClickHouse SQL
+            name = t.text.lower()  # refused even after a `db.`: no name that might reach files gets the benefit
             if name in denied_tables:
                 raise QueryNotAllowed(f"{t.text}() is not allowed: it reaches files, other servers or the network")
             if name in _FORBIDDEN_FUNCTIONS or name.startswith("dict"):
