@@ -270,3 +270,16 @@ def test_hotspot_sql_without_a_store_says_so_and_creates_nothing(tmp_path, cli_e
                                    "(or a worker) first, or point HOTSPOT_DATA_DIR or HOTSPOT_CLICKHOUSE_DSN at an "
                                    "existing store")
     assert not missing.exists()
+
+
+def test_a_query_over_the_memory_limit_is_stopped_on_both_paths(owner_factory, tmp_path, cli_env):
+    dsn = f"chdb://{tmp_path / 'direct'}"
+    subprocess.run([sys.executable, "-c", SEED + f"seed({dsn!r})"], check=True, timeout=120)
+    direct = {**cli_env, "HOTSPOT_CLICKHOUSE_DSN": dsn, "HOTSPOT_SQL_MAX_MEMORY_BYTES": "16000000"}
+    owned = owner_factory(HOTSPOT_SQL_MAX_MEMORY_BYTES="16000000")[1]
+    for env in (direct, owned):
+        # 100 million UInt64 in one array: 800 MB, fifty times the limit
+        big = sql(env, "SELECT length(groupArray(number)) FROM numbers(100000000)")
+        assert big.returncode == 1
+        assert big.stderr.strip() == ("hotspot sql: the query needed more memory than sql_max_memory_bytes "
+                                      "(16000000 bytes) and was stopped")
