@@ -200,7 +200,7 @@ _SHOW_ALLOWED = frozenset({
     "TABLES", "DATABASES", "COLUMNS", "FIELDS", "FULL", "EXTENDED", "TEMPORARY", "INDEX", "INDEXES", "INDICES",
     "KEYS", "ENGINES", "FUNCTIONS", "SETTINGS", "SETTING", "CHANGED", "PROCESSLIST", "CREATE",
 })
-_SHOW_CREATE_ALLOWED = frozenset({"TABLE", "VIEW", "DATABASE", "TEMPORARY"})
+_SHOW_CREATE_REFUSED = frozenset({"USER", "ROLE", "QUOTA", "POLICY", "ROW", "SETTINGS", "PROFILE", "DICTIONARY", "NAMED"})
 _EXPLAIN_KINDS = frozenset({"AST", "SYNTAX", "PLAN", "PIPELINE", "ESTIMATE", "QUERY", "TREE", "CURRENT", "TRANSACTION"})
 
 
@@ -233,10 +233,9 @@ def check_statement(sql: str, table_functions: frozenset[str] = frozenset()) -> 
     if kind == "SHOW":
         nxt = words[first + 1] if first + 1 < len(tokens) else None
         if nxt not in _SHOW_ALLOWED:
-            raise QueryNotAllowed(f"SHOW {nxt or ''} is not allowed; SHOW TABLES, DATABASES, COLUMNS, CREATE TABLE "
-                                  "and the like are".replace("  ", " "))
-        if nxt == "CREATE" and first + 2 < len(tokens) and words[first + 2] in (
-                "USER", "ROLE", "QUOTA", "POLICY", "ROW", "SETTINGS", "PROFILE", "DICTIONARY", "NAMED"):
+            raise QueryNotAllowed(f"SHOW {nxt or '(nothing)'} is not allowed; SHOW TABLES, DATABASES, COLUMNS, "
+                                  "CREATE TABLE and the like are")
+        if nxt == "CREATE" and first + 2 < len(tokens) and words[first + 2] in _SHOW_CREATE_REFUSED:
             raise QueryNotAllowed(f"SHOW CREATE {words[first + 2]} is not allowed")
     if kind == "EXPLAIN":
         j = first + 1
