@@ -171,22 +171,25 @@ def test_the_issue_s_stacked_statements_are_refused_by_hotspot_sql_on_both_paths
         assert gone.returncode == 0 and gone.stdout.splitlines() == ["result", "0"], gone.stdout + gone.stderr
 
 
-def test_select_with_describe_and_show_tables_still_work_through_hotspot_sql(owner_factory):
-    proc, env, data_dir = owner_factory()
-    cases = {
-        "SELECT device_id FROM hotspot.pings ORDER BY device_id": ["device_id", "dev-1", "dev-2"],
-        "WITH 'dev-1' AS d SELECT count() AS n FROM hotspot.pings WHERE device_id = d": ["n", "1"],
-    }
-    for query, lines in cases.items():
-        done = sql(env, "--format", "csv", query)
-        assert done.returncode == 0 and done.stdout.splitlines() == lines, done.stderr
-    described = sql(env, "--format", "csv", "DESCRIBE TABLE hotspot.pings")
-    assert described.returncode == 0
-    assert described.stdout.splitlines()[:2] == [
-        "name,type,default_type,default_expression,comment,codec_expression,ttl_expression",
-        "device_id,LowCardinality(String),,,,,"]
-    tables = sql(env, "--format", "csv", "SHOW TABLES FROM hotspot")
-    assert tables.returncode == 0 and {"pings", "schema_migrations"} <= set(tables.stdout.splitlines())
+def test_select_with_describe_and_show_tables_still_work_through_hotspot_sql_on_both_paths(owner_factory, tmp_path,
+                                                                                            cli_env):
+    dsn = f"chdb://{tmp_path / 'direct'}"
+    subprocess.run([sys.executable, "-c", SEED + f"seed({dsn!r})"], check=True, timeout=120)
+    for env in ({**cli_env, "HOTSPOT_CLICKHOUSE_DSN": dsn}, owner_factory()[1]):
+        cases = {
+            "SELECT device_id FROM hotspot.pings ORDER BY device_id": ["device_id", "dev-1", "dev-2"],
+            "WITH 'dev-1' AS d SELECT count() AS n FROM hotspot.pings WHERE device_id = d": ["n", "1"],
+        }
+        for query, lines in cases.items():
+            done = sql(env, "--format", "csv", query)
+            assert done.returncode == 0 and done.stdout.splitlines() == lines, done.stderr
+        described = sql(env, "--format", "csv", "DESCRIBE TABLE hotspot.pings")
+        assert described.returncode == 0
+        assert described.stdout.splitlines()[:2] == [
+            "name,type,default_type,default_expression,comment,codec_expression,ttl_expression",
+            "device_id,LowCardinality(String),,,,,"]
+        tables = sql(env, "--format", "csv", "SHOW TABLES FROM hotspot")
+        assert tables.returncode == 0 and {"pings", "schema_migrations"} <= set(tables.stdout.splitlines())
 
 
 def test_a_result_over_the_row_limit_is_a_clear_error_on_both_paths(owner_factory, tmp_path, cli_env):
