@@ -9,6 +9,7 @@ Every process (CLI, worker, gateway) reads its configuration through
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -44,6 +45,35 @@ def _toml_path() -> Path | None:
     return local if local.is_file() else None
 
 
+# Credentials inside URL-like values: user:password@ in an authority, and query parameters whose name
+# says secret (password, secret, token, key, credential, auth, signature).
+_USERINFO = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s,?#]*):(?P<pw>[^/\s,?#]+)@")
+_SECRET_PARAM = re.compile(
+    r"(?P<pre>[?&;][^=&;#\s,]*(?:pass|pwd|secret|token|key|credential|auth|signature|sig)[^=&;#\s,]*=)"
+    r"(?P<value>[^&;#\s,]+)", re.IGNORECASE)
+
+
+def mask_url(value: str) -> str:
+    """`value` with every credential of every URL in it replaced by ****: the one masking function."""
+    masked = _USERINFO.sub(lambda m: f"{m.group('pre')}:****@", value)
+    return _SECRET_PARAM.sub(lambda m: f"{m.group('pre')}****", masked)
+
+
+def _check_dsn_scheme(value: str, setting: str, schemes: tuple[str, ...]) -> str:
+    scheme = value.split("://", 1)[0].lower() if "://" in value else value.split(":", 1)[0].lower()
+    if value and scheme not in schemes:
+        choices = " or ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"{setting} has the unknown scheme {scheme!r}: use {choices} "
+                         "(chdb:///PATH: the embedded engine; http(s)://user:password@host:8123: a ClickHouse server)")
+    return value
+
+
+def describe_validation_error(exc) -> str:
+    """One line for a pydantic ValidationError of the settings, never echoing the values (they may be secret)."""
+    return "invalid settings: " + "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings]):
         super().__init__(settings_cls)
@@ -67,6 +97,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="Root for embedded state: broker data, ClickHouse store, spool.")
     clickhouse_dsn: str = Field("", description="chdb:///PATH (embedded) or http(s)://user:pass@host:8123. Empty: chdb under data_dir/clickhouse.")
     clickhouse_database: str = "hotspot"
+    clickhouse_readonly_dsn: str = Field("", description=(
+        "http(s)://user:pass@host:8123 of a ClickHouse user that can only read (README: read-only ClickHouse user): "
+        "what `hotspot sql` uses when the store is a server. Empty with a server DSN: `hotspot sql` refuses."))
+    sql_max_execution_time_s: float = Field(30.0, gt=0, description="Longest an analyst's query (`hotspot sql`) may run.")
+    sql_max_memory_bytes: int = Field(1 << 30, ge=1 << 20, description="Most memory one analyst's query may use.")
+    sql_max_result_rows: int = Field(100_000, ge=1, description="Most rows an analyst's query may return (more: an error).")
     pings_ttl_days: int = Field(90, ge=1, description="Retention of raw pings in ClickHouse.")
 
     # --- Kafka ---------------------------------------------------------------
@@ -117,6 +153,16 @@ class Settings(BaseSettings):
     gateway_owntracks_held_max_total: int = Field(1_000_000, ge=1, description="OwnTracks pings held on disk over all devices.")
     gateway_owntracks_park_s: float = Field(60.0, ge=0, description="How long an OwnTracks request past the held limits waits unanswered for room.")
 
+    @field_validator("clickhouse_dsn", mode="after")
+    @classmethod
+    def _known_engine(cls, v: str) -> str:
+        return _check_dsn_scheme(v, "clickhouse_dsn", ("chdb", "http", "https"))
+
+    @field_validator("clickhouse_readonly_dsn", mode="after")
+    @classmethod
+    def _server_engine(cls, v: str) -> str:
+        return _check_dsn_scheme(v, "clickhouse_readonly_dsn", ("http", "https"))
+
     @field_validator("data_dir", "kafka_jars_dir", mode="after")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
@@ -158,9 +204,7 @@ class Settings(BaseSettings):
         return f"chdb://{self.data_dir / 'clickhouse'}"
 
     def masked(self) -> dict[str, Any]:
-        """Effective settings for display, secrets and DSN passwords masked."""
-        from sinks.clickhouse import mask_dsn
-
+        """Effective settings for display: secrets masked, and every credential in every URL-like value."""
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
@@ -168,9 +212,11 @@ class Settings(BaseSettings):
                 value = "********" if value.get_secret_value() else ""
             elif isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, str):
+                value = mask_url(value)
             out[name] = value
-        out["clickhouse_dsn"] = mask_dsn(self.effective_clickhouse_dsn)
-        out["bootstrap_servers"] = self.bootstrap_servers
+        out["clickhouse_dsn"] = mask_url(self.effective_clickhouse_dsn)
+        out["bootstrap_servers"] = mask_url(self.bootstrap_servers)
         return out
 
 

@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hotspot {args.command}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError) and exc.title == "Settings":
+            from streams.settings import describe_validation_error
+
+            print(f"hotspot {args.command}: {describe_validation_error(exc)}", file=sys.stderr)
+            return 1
         # An unreachable broker is an operator's problem, not a bug: say so in one line.
         from aiokafka.errors import KafkaConnectionError
 
