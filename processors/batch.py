@@ -58,7 +58,7 @@ import numpy as np
 from processors.config import ProcessingConfig
 from processors.device import DeviceState, close_all, step
 from processors.geofence import HotspotIndex
-from processors.model import END_OF_DATA, END_SIGNAL_LOST, AcceptedPing, Event, Ping, RejectedPing
+from processors.model import END_OF_DATA, END_SIGNAL_LOST, LATE, TIME_JUMP, AcceptedPing, Event, Ping, RejectedPing
 from processors.reorder import admit, hold_expired, release
 from processors.validation import check_in_order, check_ping
 
@@ -92,7 +92,7 @@ def process_batch(states: Mapping[str, DeviceState], pings: Sequence[Ping], inde
             if st is None:
                 old = states.get(d)
                 st = work[d] = old.copy() if old is not None else DeviceState(d)
-            reason = admit(st, p, config)
+            reason = admit(st, p, config, result.rejected)
             if reason is None:
                 continue
         reject(RejectedPing(p, reason))
@@ -129,7 +129,11 @@ def expire(states: Mapping[str, DeviceState], now_ms: int, index: HotspotIndex,
 def finish(states: Mapping[str, DeviceState], index: HotspotIndex, config: ProcessingConfig) -> BatchResult:
     result = BatchResult()
     for d, old in states.items():
-        result.states[d] = old.copy()
+        st = result.states[d] = old.copy()
+        # Pings held aside that nothing confirmed: a jump ahead never followed, a run behind never followed.
+        result.rejected.extend(RejectedPing(q, TIME_JUMP) for q in st.ahead)
+        result.rejected.extend(RejectedPing(q, LATE) for q in st.behind)
+        st.ahead, st.behind = [], []
     _advance([(st, release(st, config, flush=True)) for st in result.states.values()], index, config, result)
     for st in result.states.values():
         if not st.silenced and st.last_ms is not None:

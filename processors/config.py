@@ -39,6 +39,17 @@ class ProcessingConfig:
     reorder window adds to the ping-to-event delay, whatever the device's reporting interval."""
     recent_ts_kept: int = 16
     """Released fix times remembered per device to tell a retransmitted duplicate from a straggler."""
+    time_jump_s: float = 300.0
+    """A ping whose fix time is further ahead of the device's newest fix than this (plus the arrival time
+    that passed between them, for pings stamped on arrival) is provisional: it moves nothing until
+    `time_jump_confirm_pings` pings agree with it, and is rejected (time_jump) once the old timeline
+    has run on this long without reaching it. A ping this far behind is the start of a clock that went
+    back: followed once confirmed the same way, else late. 300 s is the clock error the live path
+    already accepts against arrival (future_tolerance_s) and the silence that ends a visit."""
+    time_jump_confirm_pings: int = 2
+    """Pings on a new timeline (the jumped one included) that confirm it: one bad row never does. Two,
+    so that a device back from a silence longer than time_jump_s (replay has no arrival time to tell a
+    silence from a jump) is followed from its second fix."""
 
     # --- geofence
     default_accuracy_m: float = 10.0
@@ -98,6 +109,10 @@ class ProcessingConfig:
             raise ValueError("reorder_window_s must be shorter than signal_loss_s")
         if not self.exit_confirm_s < self.signal_loss_s:
             raise ValueError("exit_confirm_s must be shorter than signal_loss_s")
+        if self.time_jump_confirm_pings < 2:
+            raise ValueError("time_jump_confirm_pings must be at least 2 (the jumped ping and one that agrees)")
+        if not self.reorder_window_s < self.time_jump_s:
+            raise ValueError("reorder_window_s must be shorter than time_jump_s")
         if self.recent_ts_kept < 1:
             raise ValueError("recent_ts_kept must be at least 1")
 

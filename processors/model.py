@@ -47,9 +47,10 @@ STALE_TIMESTAMP = "stale_timestamp"      # fix time too far before arrival
 DUPLICATE = "duplicate"                  # same device and fix time as a ping already taken
 LATE = "late"                            # arrived after the reorder window had passed its time
 IMPLIED_SPEED = "implied_speed"          # teleport: too fast from the last accepted ping
+TIME_JUMP = "time_jump"                  # far ahead of the device's timeline, and later pings did not follow it
 
 REASONS = (BAD_COORDINATES, NULL_ISLAND, BAD_TIMESTAMP, BAD_ACCURACY, FUTURE_TIMESTAMP, STALE_TIMESTAMP,
-           DUPLICATE, LATE, IMPLIED_SPEED)
+           DUPLICATE, LATE, IMPLIED_SPEED, TIME_JUMP)
 
 
 class RejectedPing(NamedTuple):

@@ -75,6 +75,10 @@ def check_in_order(st, p: Ping, cfg: ProcessingConfig) -> str | None:
     good = acc is None or acc <= cfg.max_accuracy_m
     fix = (p.ts_ms, p.lat, p.lon, acc or 0.0)
     anchor = st.anchor
+    if anchor is not None and p.ts_ms <= anchor[0]:
+        # Fixes come out of the reorder window in time order unless the device's clock went back
+        # and the window followed it: speeds across that step mean nothing, so start afresh.
+        anchor = st.anchor = st.suspect = None
     if anchor is None or implied_speed_mps(anchor[0], anchor[1], anchor[2], anchor[3], p) <= cfg.max_speed_mps:
         if good:
             st.anchor = fix
