@@ -64,6 +64,14 @@ class ProcessingConfig:
     """...or by an unbroken run of inside fixes this long even if all are on the edge (poor accuracy, small hot spot)."""
     exit_confirm_s: float = 60.0
     signal_loss_s: float = 300.0
+    gap_bridge_max_s: float = 900.0
+    """A visit closed by signal loss goes on (same visit, the silence counted as inferred_s) when the
+    device's next fix is inside the same hot spot at most this long after its last inside fix. 15 min is
+    the dose a trial asks for (DOMAIN.md, Dosage): a bridge can claim at most one dose that nobody saw,
+    while a phone in doze or a pocket in a stairwell, the silences this is for, come back within it."""
+    gap_bridge_max_mps: float = 2.5
+    """...and when the distance between the two fixes, less both accuracies, could be walked in the
+    silence at this speed (foot_max_mps): an officer who drove off and back is not counted as present."""
     edge_credit_max_s: float = 30.0
     """Dwell credit for the unseen part of the interval across the entry and the exit ping (half of it, at most this)."""
 

@@ -192,6 +192,14 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
     st.silenced = False
     st.last_ms = t
     tracks = st.tracks
+    if tracks and any(tr.lost for tr in tracks.values()):
+        # Back after a silence that closed visits it was inside: each goes on if this fix is inside
+        # it in time and within walking reach (processors.visits), else it stays closed.
+        acc = p.accuracy_m or cfg.default_accuracy_m
+        for h in [h for h, tr in tracks.items() if tr.lost]:
+            if low_accuracy or h not in inside or \
+                    not tracks[h].resume(t, p.lat, p.lon, acc, cfg):
+                del tracks[h]
     if low_accuracy:
         for tr in tracks.values():
             tr.skip(t)
@@ -211,7 +219,7 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
     # Hot spots to look at: those with a track, then new ones this fix is inside.
     ended = ()
     for h, tr in tracks.items():
-        if not tr.observe(dev, t, h in inside, h in edge, cfg, events):
+        if not tr.observe(dev, t, h in inside, h in edge, cfg, events, lat, lon):
             tr.close(dev, "exit", mode, cfg, events)
             ended += (h,)
             continue
@@ -229,6 +237,7 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
         if prev is not None and t - prev < cfg.signal_loss_s * 1000.0:
             edge_in_ms = min((t - prev) / 2.0, cfg.edge_credit_max_s * 1000.0)
         tr = Track(h, t, h not in edge, edge_in_ms)
+        tr.in_lat, tr.in_lon = lat, lon
         tr.stop.feed(dev, h, t, lat, lon, acc, moving_mps, t, cfg, events)
         tracks[h] = tr
     if len(mode.timeline) > 2:
@@ -244,6 +253,12 @@ def close_all(st: DeviceState, reason: str, cfg: ProcessingConfig, events: list)
     dev = st.device_id
     for h in sorted(st.tracks):
         st.tracks[h].close(dev, reason, st.mode, cfg, events)
-    st.tracks.clear()
+    if reason == END_SIGNAL_LOST:
+        # Visits the device went silent inside stay, lost, for the next fix to resume (processors.visits).
+        st.tracks = {h: tr for h, tr in st.tracks.items() if tr.lost or tr.may_resume()}
+        for tr in st.tracks.values():
+            tr.lost = True
+    else:
+        st.tracks.clear()
     st.mode.close(dev, events, gap=(reason == END_SIGNAL_LOST))
     st.silenced = True

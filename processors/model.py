@@ -136,6 +136,8 @@ class VisitEnded:
     stop_count: int
     ping_count: int
     end_reason: str          # exit | signal_lost | end_of_data
+    observed_s: float = 0.0  # dwell_s less inferred_s
+    inferred_s: float = 0.0  # silences bridged inside the hot spot (processors.visits)
 
     type = "visit_ended"
 

@@ -44,6 +44,9 @@ def patrol_event_row(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             "entered_at": v["entered_ms"],
             "exited_at": v["exited_ms"] if closed else None,
             "dwell_s": _f(v["dwell_s"]),
+            # Writers before observed/inferred existed bridged nothing: all their dwell was observed.
+            "observed_s": _f(v["dwell_s"] if v.get("observed_s") is None else v["observed_s"]),
+            "inferred_s": _f(v.get("inferred_s")),
             "foot_s": _f(v["foot_s"]),
             "vehicle_s": _f(v["vehicle_s"]),
             "stationary_s": _f(v["stationary_s"]),

@@ -45,8 +45,8 @@ def test_every_statement_of_the_new_migrations_can_run_twice(client):
 def test_table_columns_match_the_replay_files(client):
     # visits.csv, stops.csv and modes.csv columns, in order, then the replacing version and when the row landed
     assert [n for n, _ in columns(client, "visits")] == [
-        "visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "foot_s", "vehicle_s",
-        "stationary_s", "stop_count", "ping_count", "end_reason", "version", "ingested_at"]
+        "visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "observed_s", "inferred_s",
+        "foot_s", "vehicle_s", "stationary_s", "stop_count", "ping_count", "end_reason", "version", "ingested_at"]
     assert [n for n, _ in columns(client, "stops")] == [
         "stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat", "lon", "version",
         "ingested_at"]
