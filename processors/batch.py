@@ -17,6 +17,9 @@ API (all pure: no I/O, no clock; time comes from the pings or from `now_ms`):
         `signal_loss_s` (end_reason signal_lost, at the last inside fix).
         `DeviceState.deadline_ms(config)` says when a device will next need it.
 
+    open_visits(states) -> list[VisitProgress]
+        Each open visit's dwell so far (the live worker's progress rows).
+
     finish(states, index, config) -> BatchResult
         End of the data (replay): releases every buffer and closes every open
         visit with end_reason end_of_data. Open visits never vanish.
@@ -58,7 +61,8 @@ import numpy as np
 from processors.config import ProcessingConfig
 from processors.device import DeviceState, close_all, step
 from processors.geofence import HotspotIndex
-from processors.model import END_OF_DATA, END_SIGNAL_LOST, LATE, TIME_JUMP, AcceptedPing, Event, Ping, RejectedPing
+from processors.model import (END_OF_DATA, END_SIGNAL_LOST, LATE, TIME_JUMP, AcceptedPing, Event, Ping, RejectedPing,
+                              VisitProgress)
 from processors.reorder import admit, hold_expired, release
 from processors.validation import check_in_order, check_ping
 
@@ -67,7 +71,7 @@ _ACC, _LAT, _LON, _TS = (attrgetter(a) for a in ("accuracy_m", "lat", "lon", "ts
 # NamedTuple constructor: one per accepted ping, so it is built in C through map().
 _accepted = partial(tuple.__new__, AcceptedPing)
 
-__all__ = ["BatchResult", "process_batch", "expire", "finish", "DeviceState", "ProcessingConfig", "HotspotIndex"]
+__all__ = ["BatchResult", "process_batch", "expire", "finish", "open_visits", "DeviceState", "ProcessingConfig", "HotspotIndex"]
 
 
 @dataclass
@@ -140,6 +144,18 @@ def finish(states: Mapping[str, DeviceState], index: HotspotIndex, config: Proce
             close_all(st, END_OF_DATA, config, result.events)
     _no_cause_for_the_rest(result)
     return result
+
+
+def open_visits(states: Iterable[DeviceState]) -> list[VisitProgress]:
+    """Each open visit's dwell so far, from the given states (pure: the live worker writes these rows
+    at its checkpoints for the devices whose state changed; replay has no use for them)."""
+    out = []
+    for st in states:
+        for h in sorted(st.tracks):
+            row = st.tracks[h].progress(st.device_id, st.mode)
+            if row is not None:
+                out.append(row)
+    return out
 
 
 def _no_cause_for_the_rest(result: BatchResult) -> None:

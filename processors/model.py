@@ -151,6 +151,28 @@ class VisitEnded:
 
 
 @dataclass(slots=True, frozen=True)
+class VisitProgress:
+    """An open visit's dwell so far, up to its last inside fix: not an event (nothing happened), a row
+    the live worker writes at its checkpoints so that the control room and dosage_daily see presence
+    while it lasts. Its replacing version is its last inside fix time, so a later progress row or the
+    visit's end replaces it, never the other way round."""
+
+    visit_id: str
+    device_id: str
+    hotspot_id: str
+    entered_ms: int
+    last_in_ms: int          # last inside fix so far
+    dwell_s: float
+    observed_s: float
+    inferred_s: float
+    foot_s: float
+    vehicle_s: float
+    stationary_s: float
+    stop_count: int
+    ping_count: int
+
+
+@dataclass(slots=True, frozen=True)
 class StopStarted:
     stop_id: str
     device_id: str

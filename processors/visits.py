@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from processors.config import ProcessingConfig
 from processors.geo import distance_m
-from processors.model import VisitEnded, VisitStarted, visit_id
+from processors.model import VisitEnded, VisitProgress, VisitStarted, visit_id
 from processors.modes import ModeTracker
 from processors.stops import StopTracker
 
@@ -138,6 +138,20 @@ class Track:
         self.inferred_ms += gap_ms
         self.stop = StopTracker()          # the stop before the silence was ended with the signal_lost row
         return True
+
+    def progress(self, device_id: str, mode: ModeTracker) -> VisitProgress | None:
+        """An open visit's dwell so far (to its last inside fix, no credit past it); None unless open."""
+        if self.phase != OPEN or self.lost:
+            return None
+        a = self.first_ms - self.edge_in_ms
+        b = self.last_in_ms
+        foot_s, vehicle_s, stationary_s = mode.seconds(a, b)
+        dwell_s = round((b - a) / 1000.0, 3)
+        inferred_s = round(self.inferred_ms / 1000.0, 3)
+        return VisitProgress(visit_id(device_id, self.hotspot_id, self.first_ms), device_id, self.hotspot_id,
+                             self.first_ms, self.last_in_ms, dwell_s, round(dwell_s - inferred_s, 3), inferred_s,
+                             round(foot_s, 3), round(vehicle_s, 3), round(stationary_s, 3), self.stop_count,
+                             self.n_in)
 
     def close(self, device_id: str, reason: str, mode: ModeTracker, cfg: ProcessingConfig, events: list) -> None:
         """Emit the end of the visit (its stop first) if it was confirmed; a candidate just disappears."""

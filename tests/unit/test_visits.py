@@ -222,3 +222,20 @@ def test_other_confirmation_periods_are_honoured():
     assert (v.entered_ms, v.exited_ms) == (d.entered_ms, d.exited_ms) == (s(60), s(200))
     short = walk(0, 100, 10, (-55, 75), (45, 75), speed_mps=1.0)   # firm from t=70 (x=15)..t=100: 30 s
     assert starts(run(short)) != [] and starts(run(short, cfg=cfg)) == []
+
+
+def test_an_open_visit_reports_its_dwell_so_far_up_to_its_last_inside_fix():
+    from processors.batch import open_visits, process_batch
+    from sinks.rows import state_version, visit_progress_row
+
+    r = process_batch({}, stay(0, 120, 10, (75, 75)) + stay(420, 600, 10, (75, 75)), index(H), CFG)
+    (p,) = open_visits(r.states.values())
+    # The newest fix is 590 s; those within the 10 s reorder window of it are still held.
+    assert (p.visit_id, p.entered_ms, p.last_in_ms) == (visit_id("d1", "H", s(0)), s(0), s(580))
+    assert (p.dwell_s, p.observed_s, p.inferred_s) == (580.0, 280.0, 300.0)
+    row = visit_progress_row(p)
+    assert (row["end_reason"], row["exited_at"], row["dwell_s"]) == ("open", None, 580.0)
+    # It replaces the visit's start and its signal_lost row (version 120 s, closed); its end replaces it.
+    assert state_version(s(0), False) < state_version(s(120), True) < row["version"] < state_version(s(580), True)
+    # A candidate (not yet confirmed) or nothing at all: no row.
+    assert open_visits(process_batch({}, stay(0, 20, 10, (75, 75)), index(H), CFG).states.values()) == []
