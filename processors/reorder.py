@@ -89,13 +89,19 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None 
         # moved up a file, a gap); once it has run time_jump_s on without them, they were a bad clock.
         st.ahead_votes += 1
         wm = st.watermark_ms
-        if st.ahead[0].ts_ms <= wm + cfg.reorder_window_s * 1000.0:
+        if st.ahead[0].ts_ms <= wm + _window_ms(st.ahead[0], cfg):
             _take_ahead(st, cfg, dropped)
         elif st.ahead_votes >= cfg.time_jump_confirm_pings - 1 and wm - st.ahead_base_ms >= cfg.time_jump_s * 1000.0 \
                 and st.ahead[0].ts_ms > wm + cfg.time_jump_s * 1000.0:
             _drop(st.ahead, TIME_JUMP, dropped)
             st.ahead = []
     return reason
+
+
+def _window_ms(p: Ping, cfg: ProcessingConfig) -> float:
+    """How far behind the newest fix a ping may come and still be put in order: reorder_window_s for
+    pings stamped on arrival, unstamped_reorder_window_s for rows of a file, which have no clock."""
+    return (cfg.reorder_window_s if p.received_ms is not None else cfg.unstamped_reorder_window_s) * 1000.0
 
 
 def _arrival_gap_ms(st: DeviceState, p: Ping) -> int:
@@ -126,7 +132,7 @@ def _admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None
     wm = st.watermark_ms
     buf = st.buffer
     frontier = st.frontier_ms
-    if (wm is not None and t < wm - cfg.reorder_window_s * 1000.0) or (frontier is not None and t <= frontier):
+    if (wm is not None and t < wm - _window_ms(p, cfg)) or (frontier is not None and t <= frontier):
         if t in st.recent_ts or _held(buf, t) >= 0:
             return DUPLICATE
         if t < wm - cfg.time_jump_s * 1000.0:
@@ -233,7 +239,9 @@ def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False,
     if flush:
         k = n
     else:
-        horizon = st.watermark_ms - cfg.reorder_window_s * 1000.0
+        wm = st.watermark_ms
+        horizon = wm - cfg.reorder_window_s * 1000.0
+        horizon_unstamped = wm - cfg.unstamped_reorder_window_s * 1000.0
         clock = st.last_arrival_ms
         if clock_ms is not None and (clock is None or clock_ms > clock):
             clock = clock_ms
@@ -242,9 +250,9 @@ def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False,
         k = n
         while k:
             q = buf[k - 1]
-            if q.ts_ms < horizon:
-                break
             r = q.received_ms
+            if q.ts_ms < (horizon if r is not None else horizon_unstamped):
+                break
             if r is not None and r <= cutoff:
                 break
             k -= 1

@@ -211,3 +211,18 @@ def test_a_clock_that_goes_back_closes_the_visit_at_the_old_timeline_and_starts_
     started = [(e.entered_ms - T0) // 1000 for e in r.events + f.events if isinstance(e, VisitStarted)]
     assert started == [0, 300 - 3600] and ended == [0, 300 - 3600]
     assert r.rejected == [] and f.rejected == []
+
+
+def test_rows_of_a_file_swapped_by_less_than_a_jump_are_put_in_order_by_default():
+    # 60 s interval; the row of 240 s comes four rows early. Unstamped rows have a 300 s window by
+    # default (unstamped_reorder_window_s = time_jump_s), so nothing is late; with 10 s, three were.
+    from processors.config import ProcessingConfig
+    ts = list(range(0, 900, 60))
+    order = [0, 240, 60, 120, 180] + ts[5:]
+    track = [ping(t, 0, 0) for t in order]
+    default = ProcessingConfig()
+    r = process_batch({}, track, IDX, default)
+    f = finish(r.states, IDX, default)
+    assert r.rejected == [] and _ts(a.ping for a in r.accepted + f.accepted) == ts
+    r10 = process_batch({}, track, IDX, CFG)
+    assert sorted(_ts([p])[0] for p, why in r10.rejected if why == LATE) == [60, 120, 180]
