@@ -66,32 +66,37 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None 
     if wm is not None:
         jump_ms = cfg.time_jump_s * 1000.0 + _arrival_gap_ms(st, p)
         ahead = st.ahead
-        if ahead:
+        if t > wm + jump_ms:
+            if not ahead:
+                st.ahead = [p]
+                st.ahead_base_ms = wm
+                st.ahead_votes = 0
+                return None
             if _taken(ahead, t):
                 return DUPLICATE
-            if t >= ahead[-1].ts_ms - cfg.reorder_window_s * 1000.0:
-                # Later than the provisional pings (however much: a device reporting every ten
-                # minutes advances by jumps): their timeline goes on.
+            if t >= ahead[0].ts_ms - cfg.time_jump_s * 1000.0:
+                # Off the old timeline and not a jump back from the provisional pings (however far
+                # after them: a device reporting every ten minutes advances by jumps): theirs goes on.
                 insort(ahead, p, key=_ts)
                 if len(ahead) >= cfg.time_jump_confirm_pings:
                     _take_ahead(st, cfg, dropped)      # confirmed: the device's clock did move on
                 return None
-        if t > wm + jump_ms:
-            if ahead:                                   # a jump from an unconfirmed jump: the first was wrong
-                _drop(ahead, TIME_JUMP, dropped)
+            # A third timeline: the provisional one was never confirmed, this one starts afresh.
+            _drop(ahead, TIME_JUMP, dropped)
             st.ahead = [p]
             st.ahead_base_ms = wm
             st.ahead_votes = 0
             return None
+    # The old timeline goes on. Once it reaches the pings held ahead they were only early (a row moved
+    # up a file, a gap): they go in first, then this one. Once it has run time_jump_s on without
+    # them, they were a bad clock.
+    if st.ahead and st.ahead[0].ts_ms <= max(t, wm) + min(cfg.time_jump_s * 1000.0, _window_ms(st.ahead[0], cfg)):
+        _take_ahead(st, cfg, dropped)
     reason = _admit(st, p, cfg, dropped)
     if reason is None and st.ahead:
-        # The old timeline went on. Once it reaches the pings held ahead they were only early (a row
-        # moved up a file, a gap); once it has run time_jump_s on without them, they were a bad clock.
         st.ahead_votes += 1
         wm = st.watermark_ms
-        if st.ahead[0].ts_ms <= wm + _window_ms(st.ahead[0], cfg):
-            _take_ahead(st, cfg, dropped)
-        elif st.ahead_votes >= cfg.time_jump_confirm_pings - 1 and wm - st.ahead_base_ms >= cfg.time_jump_s * 1000.0 \
+        if st.ahead_votes >= cfg.time_jump_confirm_pings - 1 and wm - st.ahead_base_ms >= cfg.time_jump_s * 1000.0 \
                 and st.ahead[0].ts_ms > wm + cfg.time_jump_s * 1000.0:
             _drop(st.ahead, TIME_JUMP, dropped)
             st.ahead = []
