@@ -87,6 +87,11 @@ class ProcessingConfig:
     stop_min_duration_s: float = 120.0
     stop_accuracy_allowance_m: float = 30.0
     """A ping still counts as within the stop radius when its accuracy circle (capped at this) reaches it."""
+    stale_fix_gap_s: float = 60.0
+    """A stray fix that ends a silence this long and is then repeated with exactly the same coordinates
+    is the phone's cached fix sent again, one piece of evidence, not two: it does not end a stop. A
+    real GPS never repeats coordinates to the last digit; hand-held devices resend their cached fix
+    when they wake from doze, and a minute is the shortest doze interval in common use."""
     stop_max_speed_mps: float = 0.8
     """A device-reported speed above this means the device is moving, so not (or no longer) stopped."""
 
