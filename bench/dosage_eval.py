@@ -94,7 +94,7 @@ def score_device(truth, obs, events, rejected, hours):
     for v in visits.values():
         k = int(v.hotspot_id[1:])
         pred[k] += v.dwell_s
-        pred_obs[k] += v.observed_s
+        pred_obs[k] += getattr(v, "observed_s", v.dwell_s)   # (rows before issue 12 had no observed_s)
         pred_iv[k].append((in_s(v.entered_ms), in_s(v.exited_ms)))
     tv = true_visits(truth.spot)
     errs, errs_obs = [], []
