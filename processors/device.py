@@ -24,8 +24,9 @@ from processors.visits import OPEN, Track
 # altitude_m, battery, received_ms], followed by its source when it has one. Readers of
 # version 1 have always taken both lengths, so states written before `source` was kept still load.
 # Version 2 appends the time-jump fields (processors.reorder): the pings held ahead of the
-# timeline, its base and votes, the pings held behind it and their votes. Version 1 still loads
-# (nothing held aside).
+# timeline, its base and votes, the pings held behind it and their votes; then the teleport
+# filter's anchor before the anchor; and to each track its last inside position, bridged time and
+# lost flag (processors.visits). Version 1 still loads (nothing held aside, nothing bridged).
 STATE_VERSION = 2
 _READABLE = (1, 2)
 
@@ -39,7 +40,7 @@ class DeviceState:
                  # time jumps (processors.reorder)
                  "ahead", "ahead_base_ms", "ahead_votes", "behind", "behind_votes", "released_early",
                  # order-dependent validation (processors.validation)
-                 "anchor", "suspect",
+                 "anchor", "suspect", "before",
                  # state machines
                  "last_ms", "silenced", "mode", "tracks")
 
@@ -59,6 +60,7 @@ class DeviceState:
         #                                           released by the next release(), never stored
         self.anchor: tuple[int, float, float, float] | None = None   # last accepted good fix (ts, lat, lon, acc)
         self.suspect: tuple[int, float, float, float] | None = None  # last fix rejected for implied speed
+        self.before: tuple[int, float, float, float] | None = None   # the anchor before the anchor
         self.last_ms: int | None = None           # last accepted fix time
         self.silenced = False                     # a silence already closed everything after last_ms
         self.mode = ModeTracker()
@@ -94,6 +96,7 @@ class DeviceState:
         c.released_early = self.released_early.copy()
         c.anchor = self.anchor
         c.suspect = self.suspect
+        c.before = self.before
         c.last_ms = self.last_ms
         c.silenced = self.silenced
         c.mode = self.mode.copy()
@@ -107,7 +110,8 @@ class DeviceState:
                 self.watermark_ms, self.frontier_ms, self.last_arrival_ms, self.recent_ts,
                 self.anchor, self.suspect, self.last_ms, self.silenced,
                 self.mode.to_list(), [tr.to_list() for tr in self.tracks.values()],
-                _rows(self.ahead), self.ahead_base_ms, self.ahead_votes, _rows(self.behind), self.behind_votes]
+                _rows(self.ahead), self.ahead_base_ms, self.ahead_votes, _rows(self.behind), self.behind_votes,
+                self.before]
         return bytes((STATE_VERSION,)) + orjson.dumps(body)
 
     @classmethod
@@ -117,7 +121,8 @@ class DeviceState:
         body = orjson.loads(data[1:])
         (device_id, buffer, watermark_ms, frontier_ms, last_arrival_ms, recent_ts, anchor, suspect, last_ms,
          silenced, mode, tracks) = body[:12]
-        ahead, ahead_base_ms, ahead_votes, behind, behind_votes = body[12:] if data[0] >= 2 else ([], None, 0, [], 0)
+        ahead, ahead_base_ms, ahead_votes, behind, behind_votes, before = \
+            body[12:] if data[0] >= 2 else ([], None, 0, [], 0, None)
         st = cls.__new__(cls)
         st.device_id = device_id
         st.buffer = [Ping(device_id, *row) for row in buffer]
@@ -130,6 +135,7 @@ class DeviceState:
         st.recent_ts = tuple(recent_ts)
         st.anchor = tuple(anchor) if anchor is not None else None
         st.suspect = tuple(suspect) if suspect is not None else None
+        st.before = tuple(before) if before is not None else None
         st.last_ms, st.silenced = last_ms, silenced
         st.mode = ModeTracker.from_list(mode)
         st.tracks = {}

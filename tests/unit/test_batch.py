@@ -169,8 +169,8 @@ def test_state_bytes_written_by_the_earlier_layout_load_and_are_written_alike():
     # version 1 loads with nothing held aside, no last inside position and nothing bridged.
     restored = DeviceState.from_bytes(_STATE_BEFORE_TUPLES)
     v2 = restored.to_bytes()
-    assert v2[:1] == b"\x02" and v2.endswith(b"],null,null,0.0,false]],[],null,0,[],0]")
-    assert v2.replace(b"],null,null,0.0,false]],[],null,0,[],0]", b"]]]]") == b"\x02" + _STATE_BEFORE_TUPLES[1:]
+    assert v2[:1] == b"\x02" and v2.endswith(b"],null,null,0.0,false]],[],null,0,[],0,null]")
+    assert v2.replace(b"],null,null,0.0,false]],[],null,0,[],0,null]", b"]]]]") == b"\x02" + _STATE_BEFORE_TUPLES[1:]
     assert DeviceState.from_bytes(v2).to_bytes() == v2
     more = stay(65, 200, 5, (20, 75)) + walk(205, 300, 5, (30, 75), (200, 75), speed_mps=1.5)
     assert process_batch({"d1": restored}, more, IDX, CFG).events == process_batch(live.states, more, IDX, CFG).events
