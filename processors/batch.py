@@ -13,7 +13,8 @@ API (all pure: no I/O, no clock; time comes from the pings or from `now_ms`):
         For the live timer. `now_ms` is the arrival clock (the gateway's
         `received_ms`). Releases the held pings that have served their
         `reorder_hold_s` by then, flushes the reorder buffer of devices quiet
-        for `reorder_window_s`, and closes the visits of devices quiet for
+        for `reorder_window_s` (and rejects the pings they hold aside as a
+        possible time jump that nothing confirmed, as `finish` does), and closes the visits of devices quiet for
         `signal_loss_s` (end_reason signal_lost, at the last inside fix).
         `DeviceState.deadline_ms(config)` says when a device will next need it.
 
@@ -119,8 +120,14 @@ def expire(states: Mapping[str, DeviceState], now_ms: int, index: HotspotIndex,
         flush = bool(buf) and quiet_ms >= window_ms
         held = bool(buf) and not flush and hold_expired(buf, now_ms, config)
         silent = quiet_ms >= loss_ms and not old.silenced and old.last_ms is not None
-        if flush or held or silent:
+        # Pings held aside as a possible time jump that nothing confirmed before the device went
+        # quiet for the window: judged as finish judges them (a live device's next fix comes at its
+        # pace, so a real jump is confirmed well before; a backfill sent at once confirms in the burst).
+        stuck = bool(old.ahead or old.behind) and now_ms - old.aside_arrival_ms() >= window_ms
+        if flush or held or silent or stuck:
             st = result.states[d] = old.copy()
+            if stuck:
+                _reject_held_aside(st, result)
             released.append((st, release(st, config, flush=flush, clock_ms=now_ms)))
     _advance(released, index, config, result)
     for d, st in result.states.items():
@@ -134,16 +141,20 @@ def finish(states: Mapping[str, DeviceState], index: HotspotIndex, config: Proce
     result = BatchResult()
     for d, old in states.items():
         st = result.states[d] = old.copy()
-        # Pings held aside that nothing confirmed: a jump ahead never followed, a run behind never followed.
-        result.rejected.extend(RejectedPing(q, TIME_JUMP) for q in st.ahead)
-        result.rejected.extend(RejectedPing(q, LATE) for q in st.behind)
-        st.ahead, st.behind = [], []
+        _reject_held_aside(st, result)
     _advance([(st, release(st, config, flush=True)) for st in result.states.values()], index, config, result)
     for st in result.states.values():
         if not st.silenced and st.last_ms is not None:
             close_all(st, END_OF_DATA, config, result.events)
     _no_cause_for_the_rest(result)
     return result
+
+
+def _reject_held_aside(st: DeviceState, result: BatchResult) -> None:
+    """Pings held aside that nothing confirmed: a jump ahead never followed, a run behind never followed."""
+    result.rejected.extend(RejectedPing(q, TIME_JUMP) for q in st.ahead)
+    result.rejected.extend(RejectedPing(q, LATE) for q in st.behind)
+    st.ahead, st.behind = [], []
 
 
 def open_visits(states: Iterable[DeviceState]) -> list[VisitProgress]:

@@ -153,6 +153,15 @@ class DeviceState:
         return (f"DeviceState({self.device_id!r}, buffered={len(self.buffer)}, last_ms={self.last_ms}, "
                 f"tracks={sorted(self.tracks)})")
 
+    def aside_arrival_ms(self) -> int:
+        """The device's arrival clock counting the pings held aside (which do not move it)."""
+        newest = self.last_arrival_ms
+        for q in self.ahead + self.behind:
+            r = q.received_ms
+            if r is not None and r > newest:
+                newest = r
+        return newest
+
     def deadline_ms(self, cfg: ProcessingConfig) -> int | None:
         """Earliest arrival-clock time at which `expire` would change this state, or None if it never would.
 
@@ -161,6 +170,8 @@ class DeviceState:
         if self.last_arrival_ms is None:
             return None
         times = []
+        if self.ahead or self.behind:
+            times.append(self.aside_arrival_ms() + int(cfg.reorder_window_s * 1000))
         if self.buffer:
             times.append(self.last_arrival_ms + int(cfg.reorder_window_s * 1000))
             arrivals = [q.received_ms for q in self.buffer if q.received_ms is not None]

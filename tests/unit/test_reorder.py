@@ -226,3 +226,22 @@ def test_rows_of_a_file_swapped_by_less_than_a_jump_are_put_in_order_by_default(
     assert r.rejected == [] and _ts(a.ping for a in r.accepted + f.accepted) == ts
     r10 = process_batch({}, track, IDX, CFG)
     assert sorted(_ts([p])[0] for p, why in r10.rejected if why == LATE) == [60, 120, 180]
+
+
+def test_the_live_timer_rejects_a_jump_nothing_confirmed_once_the_device_is_quiet():
+    # A backfill sent at once (arrival stamps all at 1,000 s): the last fix comes after a 20 min
+    # silence, so it is a possible jump, and nothing follows it. finish() would reject it; the live
+    # timer does the same once the device has been quiet for the window, so that every ping is
+    # accounted for and live agrees with replay.
+    track = [ping(t, 0, 0, received_s=1000) for t in (0, 10, 20)] + [ping(1220, 0, 0, received_s=1000)]
+    r = process_batch({}, track, IDX, CFG)
+    st = r.states["d1"]
+    assert _ts(st.ahead) == [1220]
+    before = expire(r.states, T0 + 1_009_000, IDX, CFG)        # releases the held fixes, nothing else
+    assert before.rejected == [] and _ts(before.states["d1"].ahead) == [1220]
+    assert before.states["d1"].deadline_ms(CFG) == T0 + 1_010_000
+    later = expire(before.states, T0 + 1_010_000, IDX, CFG)
+    assert [(_ts([p])[0], why) for p, why in later.rejected] == [(1220, TIME_JUMP)]
+    assert later.states["d1"].ahead == []
+    replayed = finish(r.states, IDX, CFG)
+    assert [(_ts([p])[0], why) for p, why in replayed.rejected] == [(1220, TIME_JUMP)]
