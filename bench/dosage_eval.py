@@ -41,9 +41,8 @@ SIGMAS = (4, 8, 15, 25)
 
 
 def true_visits(spot: np.ndarray) -> dict[tuple[int, int], list[tuple[int, int]]]:
-    """(hot spot) -> kept visits (start_s, end_s): stretches inside, < 60 s apart merged, kept if >= 60 s."""
+    """hot spot index -> kept visits (start_s, end_s): stretches inside, < 60 s apart merged, kept if >= 60 s."""
     out = defaultdict(list)
-    n = len(spot)
     for k in set(spot.tolist()) - {-1}:
         m = spot == k
         edges = np.flatnonzero(np.diff(np.concatenate([[0], m.astype(np.int8), [0]])))
@@ -55,7 +54,6 @@ def true_visits(spot: np.ndarray) -> dict[tuple[int, int], list[tuple[int, int]]
             else:
                 merged.append((a, b))
         out[k] = [(a, b) for a, b in merged if b - a >= 60]
-    del n
     return out
 
 
