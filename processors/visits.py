@@ -129,7 +129,7 @@ class Track:
         """The first fix after the silence, inside this hot spot: go on if it is in time and walkable
         (its accuracy given back twice: the last fix's is not kept, and a device's accuracy is steady)."""
         gap_ms = t - self.last_in_ms
-        if gap_ms > cfg.gap_bridge_max_s * 1000.0:
+        if not 0 < gap_ms <= cfg.gap_bridge_max_s * 1000.0:   # (<= 0: the device's clock went back)
             return False
         d = distance_m(self.in_lat, self.in_lon, lat, lon) - 2.0 * acc_m
         if d > cfg.gap_bridge_max_mps * gap_ms / 1000.0:
