@@ -55,10 +55,10 @@ import time
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from processors.batch import BatchResult, expire, process_batch
+from processors.batch import BatchResult, expire, open_visits, process_batch
 from processors.device import DeviceState
 from processors.geofence import HotspotIndex
-from processors.model import IMPLIED_SPEED, Ping
+from processors.model import IMPLIED_SPEED, TIME_JUMP, Ping
 from processors.reorder import hold_expired
 from processors.visits import OPEN
 from schemas.codec import Codec, CodecError
@@ -468,6 +468,7 @@ class LivePipeline:
     async def _checkpoint(self) -> None:
         """Rows durable, then changed states, then acknowledgements, then offsets (see the module doc)."""
         await self._await_flush()
+        self._add_open_visit_rows()
         await self.writer.flush_async()
         dirty = self.store.dirty
         acks = self._acks + await self.store.write_dirty(self.producer)
@@ -486,6 +487,15 @@ class LivePipeline:
                 log.warning("offset commit refused (%s); the changelog's offsets cover it", exc)
         self._last_checkpoint = time.monotonic()
         self._update_gauges(dirty)
+
+    def _add_open_visit_rows(self) -> None:
+        """Open visits' dwell so far (issue 12), for the devices whose state changed since the last
+        checkpoint: the control room and dosage_daily see presence while it lasts. Idempotent rows
+        (version = last inside fix), so a restart writing them again changes nothing."""
+        states = self.store.states
+        changed = [st for d in self.store.dirty if (st := states.get(d)) is not None]
+        for v in open_visits(changed):
+            self.writer.add("visits", table_rows.visit_progress_row(v))
 
     def _update_gauges(self, dirty) -> None:
         states = self.store.states
@@ -587,9 +597,10 @@ class LivePipeline:
         for r in result.rejected:
             rec = rows.reject_record(r, record_of.get(id(r.ping)))
             # Rejected on admission: the record's place in Kafka. Rejected once released (implied
-            # speed), which may be in a later batch, or in another one after a restart: the device,
-            # fix time and reason, which no other ping of the device shares.
-            reject_id = (source_of.get(id(r.ping)) if r.reason != IMPLIED_SPEED else None) \
+            # speed) or once later pings judged it (time_jump), which may be in a later batch, or in
+            # another one after a restart: the device, fix time and reason, which no other ping of
+            # the device shares.
+            reject_id = (source_of.get(id(r.ping)) if r.reason not in (IMPLIED_SPEED, TIME_JUMP) else None) \
                 or f"{r.ping.device_id}/{r.ping.ts_ms}/{r.reason}"
             w.add("pings_rejected", table_rows.rejected_row(rec, reject_id))
         for reject_id, rec in undecodable:

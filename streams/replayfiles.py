@@ -57,8 +57,8 @@ PING_FIELDS = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "head
 REQUIRED = ("device_id", "ts", "lat", "lon")
 OPTIONAL = ("accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery", "received_at")
 
-VISIT_COLUMNS = ("visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "foot_s", "vehicle_s",
-                 "stationary_s", "stop_count", "ping_count", "end_reason")
+VISIT_COLUMNS = ("visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "observed_s",
+                 "inferred_s", "foot_s", "vehicle_s", "stationary_s", "stop_count", "ping_count", "end_reason")
 STOP_COLUMNS = ("stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat", "lon")
 MODE_COLUMNS = ("device_id", "started_at", "ended_at", "mode", "distance_m")
 REJECTED_COLUMNS = ("source", "line") + PING_FIELDS + ("reason", "detail")
@@ -648,14 +648,17 @@ def write_outputs(out_dir: Path, visits: list[VisitEnded], stops: list[StopEnded
     """The four CSVs, each written to a temporary name and renamed, so a failed run leaves no half files."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    visits = sorted(visits, key=lambda v: (v.device_id, v.entered_ms, v.hotspot_id))
+    # A visit closed by signal loss and resumed after a bridged silence ends twice: its later row
+    # replaces the earlier one (as the ClickHouse table does by visit_id).
+    visits = sorted({v.visit_id: v for v in visits}.values(), key=lambda v: (v.device_id, v.entered_ms, v.hotspot_id))
     stops = sorted(stops, key=lambda s: (s.device_id, s.started_ms, s.hotspot_id))
     modes = sorted(modes, key=lambda m: (m.device_id, m.started_ms))
     order = {}
     rejected = sorted(rejected, key=lambda r: (order.setdefault(r[0].file, len(order)), r[0].line))
     tables = {
         "visits.csv": (VISIT_COLUMNS, ((v.visit_id, v.device_id, v.hotspot_id, iso_utc(v.entered_ms),
-                                        iso_utc(v.exited_ms), _f(v.dwell_s), _f(v.foot_s), _f(v.vehicle_s),
+                                        iso_utc(v.exited_ms), _f(v.dwell_s), _f(v.observed_s), _f(v.inferred_s),
+                                        _f(v.foot_s), _f(v.vehicle_s),
                                         _f(v.stationary_s), v.stop_count, v.ping_count, v.end_reason)
                                        for v in visits)),
         "stops.csv": (STOP_COLUMNS, ((s.stop_id, s.device_id, s.hotspot_id, iso_utc(s.started_ms),

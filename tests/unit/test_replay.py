@@ -14,7 +14,8 @@ from streams.replayfiles import (PING_FIELDS, _Block, _csv_block_fast, iso_utc, 
 from tests.conftest import HOTSPOT
 from tests.unit.tracks import H, T0, lat_lon
 
-VISIT_HEADER = ["visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "foot_s", "vehicle_s",
+VISIT_HEADER = ["visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "observed_s", "inferred_s",
+                "foot_s", "vehicle_s",
                 "stationary_s", "stop_count", "ping_count", "end_reason"]
 STOP_HEADER = ["stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat", "lon"]
 MODE_HEADER = ["device_id", "started_at", "ended_at", "mode", "distance_m"]
