@@ -469,7 +469,10 @@ class LivePipeline:
         """Rows durable, then changed states, then acknowledgements, then offsets (see the module doc)."""
         await self._await_flush()
         self._add_open_visit_rows()
-        await self.writer.flush_async()
+        # The rest (those progress rows, rows of the timer) through the same path as every other
+        # insert: through an outage it keeps polling with the partitions paused, never blocks the loop.
+        await self._start_flush()
+        await self._await_flush()
         dirty = self.store.dirty
         acks = self._acks + await self.store.write_dirty(self.producer)
         self._acks = []
