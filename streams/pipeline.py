@@ -64,7 +64,7 @@ from sinks.query_server import serve_readonly_queries
 from sinks.writer import ClickHouseWriter, RetryPolicy, is_permanent
 from streams import rows
 from streams.hotspotfeed import CompactedFeed, HotspotFeed
-from streams.kafka import make_producer
+from streams.kafka import make_consumer, make_producer
 from streams.settings import Settings
 from streams.statestore import DeviceStates
 
@@ -204,7 +204,7 @@ class LivePipeline:
         s = self.settings
         self.producer = make_producer(s.bootstrap_servers, enable_idempotence=False, linger_ms=10)
         await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = make_consumer(
             bootstrap_servers=s.bootstrap_servers, group_id=GROUP_ID, client_id=f"{GROUP_ID}-{os.getpid()}",
             group_instance_id=s.worker_instance_id or None,
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_uncommitted",

@@ -19,6 +19,7 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
+from streams.kafka import KafkaSecurity
 from streams.settings import Settings
 from streams.statestore import CHANGELOG_TOPIC, pack_state, unpack_state  # noqa: F401  (the changelog's value layout)
 
@@ -45,6 +46,8 @@ def create_app(settings: Settings, metrics_url: str | None = None) -> faust.App:
     app = WorkerApp(
         APP_ID,
         broker=";".join(f"kafka://{h}" for h in settings.bootstrap_servers.split(",")),
+        # Faust's own Kafka clients are off (_Boot), but any it opens must be able to authenticate too.
+        broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
@@ -112,18 +115,55 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 10)
 
 
+def store_lock_path(settings: Settings):
+    """The lock a worker holds while it owns an embedded store (None for a ClickHouse server,
+    which any number of workers may write to)."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from sinks.clickhouse import is_embedded
+
+    dsn = settings.effective_clickhouse_dsn
+    if not is_embedded(dsn):
+        return None
+    store = Path(urlsplit(dsn).path).resolve()
+    return store.parent / f"{store.name}.lock"
+
+
+class MetricsPortBusy(Exception):
+    pass
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Block running the worker until SIGINT/SIGTERM."""
+    """Block running the worker until SIGINT/SIGTERM.
+
+    Raises streams.datadir.Locked when another worker owns the embedded store,
+    and MetricsPortBusy when the metrics port is taken, before touching either.
+    """
     import asyncio as _asyncio
+    import errno
 
     from faust.worker import Worker
 
+    from streams.datadir import RoleLock, private_dir
+
+    private_dir(settings.data_dir)
+    # Another hotspot worker owning the store is a refusal, not an outage to wait out:
+    # its lock says so (any other holder of the store is waited for, see pipeline).
+    if (lock_path := store_lock_path(settings)) is not None:
+        RoleLock(lock_path).acquire()
     _asyncio.run(prepare_topics(settings))
     metrics_url = None
     if settings.worker_metrics_port:
         from sinks.metrics import serve_metrics
 
-        served = serve_metrics(settings.worker_metrics_port, host=settings.http_host)
+        try:
+            served = serve_metrics(settings.worker_metrics_port, host=settings.http_host)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise MetricsPortBusy(f"the metrics port {settings.http_host}:{settings.worker_metrics_port} is in use "
+                                  "(set HOTSPOT_WORKER_METRICS_PORT to a free port, or 0 for none)") from None
         metrics_url = f"http://{settings.http_host}:{served.port}/metrics"
     app = create_app(settings, metrics_url)
     _tune_gc()

@@ -30,6 +30,7 @@ class LiveSystem:
     worker: subprocess.Popen | None = None
     logs: list[Path] = field(default_factory=list)
     metrics_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)  # more HOTSPOT_* settings (Kafka security, ...)
 
     @property
     def env(self) -> dict[str, str]:
@@ -41,6 +42,7 @@ class LiveSystem:
             "HOTSPOT_WORKER_EXPIRE_INTERVAL_S": "1",
             "HOTSPOT_PROCESSING": json.dumps(self.processing),
         })
+        env.update(self.extra_env)
         return env
 
     def hotspot(self, *args: str, timeout_s: float = 300) -> str:
