@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     worker_instance_id: str = Field("", description=(
         "Static group membership id (Kafka group.instance.id): a restarted worker with the same id takes its "
         "partitions back at once instead of after the session timeout. Unique per running worker; empty: off."))
+    worker_join_store: bool = Field(False, description=(
+        "Join a store another worker owns (embedded chDB only): this worker's rows are written through the owner, "
+        "and it takes the store over if the owner dies. Off: a second worker on an owned store is refused."))
     worker_metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics of the worker (0: off).")
 
     # --- HTTP ----------------------------------------------------------------

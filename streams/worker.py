@@ -39,8 +39,10 @@ class WorkerApp(faust.App):
     BootStrategy = _Boot
 
 
-def create_app(settings: Settings, metrics_url: str | None = None) -> faust.App:
-    """`metrics_url`: where this process serves /metrics, said in the log once logging is set up."""
+def create_app(settings: Settings, metrics_url: str | None = None, joined=None) -> faust.App:
+    """`metrics_url`: where this process serves /metrics, said in the log once logging is set up.
+    `joined`: a sinks.shared_store.JoinedStore when another worker owns the embedded store."""
+    from sinks.clickhouse import is_embedded
     from streams.pipeline import LivePipeline
 
     app = WorkerApp(
@@ -56,7 +58,13 @@ def create_app(settings: Settings, metrics_url: str | None = None) -> faust.App:
         web_enabled=False,
         datadir=str(settings.data_dir / "faust"),
     )
-    pipeline = LivePipeline(settings)
+    pipeline = LivePipeline(settings, client_factory=joined, joined_store=joined is not None)
+    if joined is None and is_embedded(settings.effective_clickhouse_dsn):
+        # The owner of an embedded store writes for the workers that join it (sinks.shared_store).
+        from sinks.shared_store import serve_inserts
+
+        app.insert_server = serve_inserts(settings.effective_clickhouse_dsn, settings.data_dir,
+                                          settings.clickhouse_database)
 
     @app.service
     class ConsumePings(mode.Service):
@@ -145,13 +153,23 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     from faust.worker import Worker
 
-    from streams.datadir import RoleLock, private_dir
+    from streams.datadir import Locked, RoleLock, private_dir
 
     private_dir(settings.data_dir)
-    # Another hotspot worker owning the store is a refusal, not an outage to wait out:
-    # its lock says so (any other holder of the store is waited for, see pipeline).
+    # Another hotspot worker owning the store is a refusal, not an outage to wait out: its lock
+    # says so (any other holder of the store is waited for, see pipeline), unless this worker
+    # is to join it and write through it.
+    joined = None
     if (lock_path := store_lock_path(settings)) is not None:
-        RoleLock(lock_path).acquire()
+        try:
+            # Held (the object kept) for the life of the process; the kernel frees it at exit.
+            run_worker.store_lock = RoleLock(lock_path).acquire()
+        except Locked:
+            if not settings.worker_join_store:
+                raise
+            from sinks.shared_store import JoinedStore
+
+            joined = JoinedStore(settings, lock_path)
     _asyncio.run(prepare_topics(settings))
     metrics_url = None
     if settings.worker_metrics_port:
@@ -165,7 +183,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             raise MetricsPortBusy(f"the metrics port {settings.http_host}:{settings.worker_metrics_port} is in use "
                                   "(set HOTSPOT_WORKER_METRICS_PORT to a free port, or 0 for none)") from None
         metrics_url = f"http://{settings.http_host}:{served.port}/metrics"
-    app = create_app(settings, metrics_url)
+    app = create_app(settings, metrics_url, joined)
     _tune_gc()
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # Faust's terminal spinner puts the root logger at DEBUG, so every library debug call

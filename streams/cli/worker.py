@@ -31,8 +31,8 @@ def _worker(args) -> int:
     except Locked as exc:
         raise CommandError(f"the embedded ClickHouse store {mask_dsn(s.effective_clickhouse_dsn)} is owned by another "
                            f"worker (pid {exc.pid if exc.pid is not None else '?'}, lock {exc.path}); one process owns "
-                           "an embedded store: stop that worker, or point HOTSPOT_CLICKHOUSE_DSN at a ClickHouse "
-                           "server to run several") from None
+                           "an embedded store: stop that worker, set HOTSPOT_WORKER_JOIN_STORE=true to join it (rows "
+                           "written through it), or point HOTSPOT_CLICKHOUSE_DSN at a ClickHouse server") from None
     except MetricsPortBusy as exc:
         raise CommandError(str(exc)) from None
     except StoreBusy as exc:
