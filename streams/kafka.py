@@ -268,3 +268,25 @@ async def credentials_refused(bootstrap_servers: str, security: KafkaSecurity | 
             continue
         conn.close()
     return False
+
+
+async def group_assignment(bootstrap_servers: str, group: str, topic: str,
+                           security: KafkaSecurity | None = None) -> dict[str, list[int]]:
+    """Member id -> the partitions of `topic` the group coordinator gave it; {} while the group rebalances
+    (or is empty). How an operator, a test or a benchmark sees who owns what."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    admin = make_admin(bootstrap_servers, security=security)
+    await admin.start()
+    try:
+        [described] = await admin.describe_consumer_groups([group])
+        info = described.to_object()["groups"][0]
+        if info["state"] != "Stable":
+            return {}
+        out = {}
+        for member in info["members"]:
+            assignment = ConsumerProtocolMemberAssignment.decode(member["member_assignment"])
+            out[member["member_id"]] = sorted(p for t, parts in assignment.assignment if t == topic for p in parts)
+        return out
+    finally:
+        await admin.close()

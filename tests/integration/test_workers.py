@@ -24,27 +24,10 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 8
 
 
-async def group_assignment(bootstrap: str, group: str = "hotspot-worker") -> dict[str, list[int]]:
-    """Member id -> the `pings` partitions the group coordinator gave it; {} while it rebalances."""
-    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment as Assignment
+async def group_assignment(bootstrap: str) -> dict[str, list[int]]:
+    from streams.kafka import group_assignment as assignment
 
-    from streams.kafka import make_admin
-
-    admin = make_admin(bootstrap)
-    await admin.start()
-    try:
-        [described] = await admin.describe_consumer_groups([group])
-        group_info = described.to_object()["groups"][0]
-        if group_info["state"] != "Stable":
-            return {}
-        out = {}
-        for member in group_info["members"]:
-            assignment = Assignment.decode(member["member_assignment"])
-            out[member["member_id"]] = sorted(p for topic, parts in assignment.assignment if topic == "pings"
-                                              for p in parts)
-        return out
-    finally:
-        await admin.close()
+    return await assignment(bootstrap, "hotspot-worker", "pings")
 
 
 async def committed_equals_end(bootstrap: str, group: str = "hotspot-worker") -> dict[int, tuple[int, int]]:
