@@ -170,7 +170,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             from sinks.shared_store import JoinedStore
 
             joined = JoinedStore(settings, lock_path)
-    _asyncio.run(prepare_topics(settings))
     metrics_url = None
     if settings.worker_metrics_port:
         from sinks.metrics import serve_metrics
@@ -183,6 +182,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             raise MetricsPortBusy(f"the metrics port {settings.http_host}:{settings.worker_metrics_port} is in use "
                                   "(set HOTSPOT_WORKER_METRICS_PORT to a free port, or 0 for none)") from None
         metrics_url = f"http://{settings.http_host}:{served.port}/metrics"
+    _asyncio.run(prepare_topics(settings))
     app = create_app(settings, metrics_url, joined)
     _tune_gc()
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from streams.datadir import Locked, RoleLock, private_dir
-from tests.conftest import wait_until
+from tests.conftest import HOTSPOT, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = ("import sys; from pathlib import Path; from streams.datadir import RoleLock; "
@@ -75,3 +75,17 @@ def test_set_up_names_its_steps_and_shows_pip_progress():
     lines = makefile.splitlines()
     for line in pip_lines:
         assert lines[lines.index(line) - 1].lstrip().startswith("@echo"), f"no step name before: {line}"
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so_in_one_line(tmp_path, cli_env):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**cli_env, "HOTSPOT_WORKER_METRICS_PORT": str(port)}
+        proc = subprocess.run([HOTSPOT, "worker"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert f"the metrics port 127.0.0.1:{port} is in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
