@@ -4,14 +4,20 @@ Topic names and their shapes are contracts (DESIGN.md §2). Every data topic is
 created up front with the configured partition count, because Faust refuses to
 join topics whose partition counts disagree, and the broker is run with
 automatic topic creation off so a typo cannot create a stray topic.
+
+Every client (producer, consumer, admin) is made here, so every one carries
+the cluster's security settings (`KafkaSecurity`: protocol, SASL mechanism and
+credentials, TLS CA / client certificate / key). By default they come from the
+process's settings; callers pass only the bootstrap servers and their tuning.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
@@ -54,7 +60,81 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
-def make_producer(bootstrap_servers: str, **overrides) -> AIOKafkaProducer:
+@dataclass(frozen=True, repr=False)
+class KafkaSecurity:
+    """How clients authenticate to the cluster and protect the connection."""
+
+    protocol: str = "PLAINTEXT"           # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str = "SCRAM-SHA-512"  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    username: str = ""
+    password: str = ""
+    cafile: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    key_password: str = ""
+
+    def __repr__(self) -> str:  # the password must never reach a log line
+        return f"KafkaSecurity(protocol={self.protocol}, mechanism={self.sasl_mechanism}, username={self.username!r})"
+
+    @classmethod
+    def from_settings(cls, s=None) -> "KafkaSecurity":
+        if s is None:
+            from streams.settings import get_settings
+
+            s = get_settings()
+        return cls(s.kafka_security_protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,
+                   s.kafka_sasl_password.get_secret_value(), s.kafka_ssl_cafile, s.kafka_ssl_certfile,
+                   s.kafka_ssl_keyfile, s.kafka_ssl_key_password.get_secret_value())
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def ssl_context(self):
+        """A verifying TLS context (the system's CAs unless a CA file is given), or None without TLS."""
+        if not self.tls:
+            return None
+        from aiokafka.helpers import create_ssl_context
+
+        return create_ssl_context(
+            cafile=str(self.cafile) if self.cafile else None,
+            certfile=str(self.certfile) if self.certfile else None,
+            keyfile=str(self.keyfile) if self.keyfile else None,
+            password=self.key_password or None,
+        )
+
+    def client_options(self) -> dict:
+        """Keyword arguments every aiokafka client takes."""
+        options: dict = {"security_protocol": self.protocol}
+        if self.tls:
+            options["ssl_context"] = self.ssl_context()
+        if self.sasl:
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.username,
+                           sasl_plain_password=self.password)
+        return options
+
+    def faust_credentials(self):
+        """The same security for a Faust app's `broker_credentials` (None for PLAINTEXT)."""
+        import faust
+
+        if self.sasl:
+            return faust.SASLCredentials(username=self.username, password=self.password,
+                                         mechanism=self.sasl_mechanism, ssl_context=self.ssl_context())
+        if self.tls:
+            return faust.SSLCredentials(self.ssl_context())
+        return None
+
+
+def _secured(options: dict, security: KafkaSecurity | None) -> dict:
+    return {**(security or KafkaSecurity.from_settings()).client_options(), **options}
+
+
+def make_producer(bootstrap_servers: str, *, security: KafkaSecurity | None = None,
+                  **overrides) -> AIOKafkaProducer:
     """Idempotent, acks=all producer: a send that returns was durably written."""
     options = dict(
         bootstrap_servers=bootstrap_servers,
@@ -66,17 +146,24 @@ def make_producer(bootstrap_servers: str, **overrides) -> AIOKafkaProducer:
         request_timeout_ms=15000,
     )
     options.update(overrides)
-    return AIOKafkaProducer(**options)
+    return AIOKafkaProducer(**_secured(options, security))
 
 
-def make_admin(bootstrap_servers: str, **overrides) -> AIOKafkaAdminClient:
+def make_consumer(*topics: str, bootstrap_servers: str, security: KafkaSecurity | None = None,
+                  **options) -> AIOKafkaConsumer:
+    """A consumer with the cluster's security; everything else is the caller's (group, offsets, sizes)."""
+    return AIOKafkaConsumer(*topics, **_secured(dict(bootstrap_servers=bootstrap_servers, **options), security))
+
+
+def make_admin(bootstrap_servers: str, *, security: KafkaSecurity | None = None,
+               **overrides) -> AIOKafkaAdminClient:
     options = dict(bootstrap_servers=bootstrap_servers, request_timeout_ms=10000)
     options.update(overrides)
-    return AIOKafkaAdminClient(**options)
+    return AIOKafkaAdminClient(**_secured(options, security))
 
 
 async def ensure_topics(bootstrap_servers: str, partitions: int, topics=TOPICS,
-                        visible_within_s: float = 60.0) -> list[str]:
+                        visible_within_s: float = 60.0, security: KafkaSecurity | None = None) -> list[str]:
     """Create missing topics and return the names created; existing ones keep their partitions.
 
     Returns only once every topic asked for is in the cluster's metadata with its
@@ -84,7 +171,7 @@ async def ensure_topics(bootstrap_servers: str, partitions: int, topics=TOPICS,
     that looks too early finds nothing), and once existing topics carry the settings
     their spec requires (`TopicSpec.required`).
     """
-    admin = make_admin(bootstrap_servers)
+    admin = make_admin(bootstrap_servers, security=security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -175,9 +262,9 @@ def _created_topics(response) -> list[str]:
     return created
 
 
-async def describe_topics(bootstrap_servers: str) -> dict[str, int]:
+async def describe_topics(bootstrap_servers: str, security: KafkaSecurity | None = None) -> dict[str, int]:
     """Topic name -> partition count, internal topics excluded."""
-    admin = make_admin(bootstrap_servers)
+    admin = make_admin(bootstrap_servers, security=security)
     await admin.start()
     try:
         names = [n for n in await admin.list_topics() if not n.startswith("__")]
@@ -189,7 +276,7 @@ async def describe_topics(bootstrap_servers: str) -> dict[str, int]:
         await admin.close()
 
 
-async def wait_for_metadata(bootstrap_servers: str, timeout_s: float) -> None:
+async def wait_for_metadata(bootstrap_servers: str, timeout_s: float, security: KafkaSecurity | None = None) -> None:
     """Return once the cluster answers a metadata request; raise TimeoutError otherwise."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -199,16 +286,16 @@ async def wait_for_metadata(bootstrap_servers: str, timeout_s: float) -> None:
     saved_level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
-        await _poll_metadata(bootstrap_servers, loop, deadline)
+        await _poll_metadata(bootstrap_servers, loop, deadline, security)
     finally:
         quiet.setLevel(saved_level)
 
 
-async def _poll_metadata(bootstrap_servers: str, loop, deadline: float) -> None:
+async def _poll_metadata(bootstrap_servers: str, loop, deadline: float, security: KafkaSecurity | None) -> None:
     last: Exception | None = None
     timeout_s = deadline - loop.time()
     while loop.time() < deadline:
-        admin = make_admin(bootstrap_servers, request_timeout_ms=3000)
+        admin = make_admin(bootstrap_servers, security=security, request_timeout_ms=3000)
         try:
             await asyncio.wait_for(admin.start(), timeout=max(0.5, deadline - loop.time()))
             await asyncio.wait_for(admin.describe_cluster(), timeout=max(0.5, deadline - loop.time()))
@@ -222,3 +309,51 @@ async def _poll_metadata(bootstrap_servers: str, loop, deadline: float) -> None:
                 pass
         await asyncio.sleep(0.25)  # poll interval of a readiness loop bounded by the deadline
     raise TimeoutError(f"no metadata from {bootstrap_servers} within {timeout_s:.0f}s ({last!r})")
+
+
+async def credentials_refused(bootstrap_servers: str, security: KafkaSecurity | None = None,
+                              timeout_s: float = 10.0) -> bool:
+    """True when a broker answers but rejects our SASL credentials.
+
+    aiokafka reports a failed bootstrap only as "unable to bootstrap", whatever
+    the reason; a direct connection to each bootstrap server tells a refused
+    password apart from a broker that is not there, so the CLI can say which.
+    """
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import SaslAuthenticationFailed
+
+    security = security or KafkaSecurity.from_settings()
+    if not security.sasl:
+        return False
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            conn = await asyncio.wait_for(create_conn(host, int(port), **security.client_options()), timeout_s)
+        except SaslAuthenticationFailed:
+            return True
+        except (KafkaError, OSError, ValueError, asyncio.TimeoutError):
+            continue
+        conn.close()
+    return False
+
+
+async def group_assignment(bootstrap_servers: str, group: str, topic: str,
+                           security: KafkaSecurity | None = None) -> dict[str, list[int]]:
+    """Member id -> the partitions of `topic` the group coordinator gave it; {} while the group rebalances
+    (or is empty). How an operator, a test or a benchmark sees who owns what."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    admin = make_admin(bootstrap_servers, security=security)
+    await admin.start()
+    try:
+        [described] = await admin.describe_consumer_groups([group])
+        info = described.to_object()["groups"][0]
+        if info["state"] != "Stable":
+            return {}
+        out = {}
+        for member in info["members"]:
+            assignment = ConsumerProtocolMemberAssignment.decode(member["member_assignment"])
+            out[member["member_id"]] = sorted(p for t, parts in assignment.assignment if t == topic for p in parts)
+        return out
+    finally:
+        await admin.close()

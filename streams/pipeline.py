@@ -68,7 +68,7 @@ from sinks.query_server import serve_readonly_queries
 from sinks.writer import ClickHouseWriter, RetryPolicy, is_permanent
 from streams import rows
 from streams.hotspotfeed import CompactedFeed, HotspotFeed
-from streams.kafka import make_producer
+from streams.kafka import make_consumer, make_producer
 from streams.settings import Settings
 from streams.statestore import DeviceStates
 
@@ -128,7 +128,7 @@ class _Rebalance(ConsumerRebalanceListener):
 class LivePipeline:
     """`client_factory`: opens the ClickHouse client for the writer (default: from the settings' DSN)."""
 
-    def __init__(self, settings: Settings, client_factory=None):
+    def __init__(self, settings: Settings, client_factory=None, joined_store: bool = False):
         self.settings = settings
         self.config = settings.processing_config()
         self.index = HotspotIndex.from_hotspots([])
@@ -152,15 +152,16 @@ class LivePipeline:
         self._caused_ms: list[int] = []                   # arrival of each event's causing fix, since that flush
         self._inside: set[str] = set()                    # devices with an open visit, for the gauge
         self._stopping = False
-        _open_store_when_available(settings)
+        if not joined_store:  # a joining worker writes through the owner (sinks.shared_store)
+            _open_store_when_available(settings)
         self.query_server = None
-        if is_embedded(settings.effective_clickhouse_dsn):
+        if is_embedded(settings.effective_clickhouse_dsn) and not joined_store:
             # This process owns the embedded store now: it answers `hotspot sql` for everyone else.
             self.query_server = serve_readonly_queries(settings.effective_clickhouse_dsn, settings.data_dir,
                                                        settings.clickhouse_database)
         self.writer = ClickHouseWriter(settings.effective_clickhouse_dsn, settings.clickhouse_database,
                                        max_rows=10 * settings.worker_batch_max, name="worker",
-                                       client_factory=client_factory)
+                                       client_factory=client_factory, arrow_inserts=True if joined_store else None)
 
     # --- hot spots ------------------------------------------------------------
     async def follow_hotspots(self) -> None:
@@ -209,7 +210,7 @@ class LivePipeline:
         s = self.settings
         self.producer = make_producer(s.bootstrap_servers, enable_idempotence=False, linger_ms=10)
         await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = make_consumer(
             bootstrap_servers=s.bootstrap_servers, group_id=GROUP_ID, client_id=f"{GROUP_ID}-{os.getpid()}",
             group_instance_id=s.worker_instance_id or None,
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_uncommitted",

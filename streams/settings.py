@@ -13,9 +13,9 @@ import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +112,18 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx/-Xms).")
     kafka_jars_dir: Path = Field(REPO_ROOT / ".cache" / "kafka-jars", description="Where Maven copies the Kafka jars.")
     partitions: int = Field(4, ge=1, le=256, description="Partition count of every data topic.")
+    # Security of every Kafka client the system makes (streams.kafka.KafkaSecurity). A force's
+    # cluster will want TLS and SASL; the local broker speaks SASL_PLAINTEXT with SCRAM when asked.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How Kafka clients connect: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*.")
+    kafka_sasl_username: str = Field("", description="SASL user name.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never printed).")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certificates (SSL, SASL_SSL); empty: the system's CAs.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (PEM) for brokers that require one.")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
+    kafka_ssl_key_password: SecretStr = Field(SecretStr(""), description="Password of the client key, if it has one (never printed).")
 
     # --- analytics -------------------------------------------------------------
     processing: dict[str, float] = Field(default_factory=dict, description=(
@@ -131,6 +143,9 @@ class Settings(BaseSettings):
     worker_instance_id: str = Field("", description=(
         "Static group membership id (Kafka group.instance.id): a restarted worker with the same id takes its "
         "partitions back at once instead of after the session timeout. Unique per running worker; empty: off."))
+    worker_join_store: bool = Field(False, description=(
+        "Join a store another worker owns (embedded chDB only): this worker's rows are written through the owner, "
+        "and it takes the store over if the owner dies. Off: a second worker on an owned store is refused."))
     worker_metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics of the worker (0: off).")
 
     # --- HTTP ----------------------------------------------------------------
@@ -167,6 +182,22 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v):
+        return None if v in ("", None) else v
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> "Settings":
+        """Refuse half a security configuration at start rather than at the first connection."""
+        if self.kafka_security_protocol.startswith("SASL_"):
+            if not self.kafka_sasl_username or not self.kafka_sasl_password.get_secret_value():
+                raise ValueError(f"kafka_security_protocol {self.kafka_security_protocol} needs "
+                                 "kafka_sasl_username and kafka_sasl_password")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("kafka_ssl_certfile and kafka_ssl_keyfile go together")
+        return self
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

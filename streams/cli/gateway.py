@@ -33,7 +33,10 @@ def _gateway(args) -> int:
     from streams.cli import CommandError
     from streams.settings import get_settings
 
+    from streams.datadir import private_dir
+
     settings = get_settings()
+    private_dir(settings.data_dir)
     config = GatewayConfig.from_settings(settings)
     if args.osmand_port is not None:
         config = config.with_(osmand_port=args.osmand_port)

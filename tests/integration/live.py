@@ -30,6 +30,7 @@ class LiveSystem:
     worker: subprocess.Popen | None = None
     logs: list[Path] = field(default_factory=list)
     metrics_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)  # more HOTSPOT_* settings (Kafka security, ...)
 
     @property
     def env(self) -> dict[str, str]:
@@ -41,6 +42,7 @@ class LiveSystem:
             "HOTSPOT_WORKER_EXPIRE_INTERVAL_S": "1",
             "HOTSPOT_PROCESSING": json.dumps(self.processing),
         })
+        env.update(self.extra_env)
         return env
 
     def hotspot(self, *args: str, timeout_s: float = 300) -> str:
@@ -49,13 +51,14 @@ class LiveSystem:
             raise AssertionError(f"hotspot {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
 
-    def start_worker(self, wait_ready: bool = True) -> subprocess.Popen:
+    def start_worker(self, wait_ready: bool = True, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a worker (the newest is `self.worker`); `extra_env` for this one only (its metrics port, ...)."""
         log = self.data_dir / f"worker-{len(self.logs)}.log"
         self.logs.append(log)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as fh:
             self.worker = subprocess.Popen([HOTSPOT, "worker", "--loglevel", "info"], stdout=fh, stderr=subprocess.STDOUT,
-                                           env=self.env, start_new_session=True)
+                                           env={**self.env, **(extra_env or {})}, start_new_session=True)
         if wait_ready:
             wait_until(lambda: READY_LINE in log.read_text() or self.worker.poll() is not None, 180, "the worker to start")
             assert self.worker.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
