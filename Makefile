@@ -22,11 +22,11 @@ $(STAMP): pyproject.toml
 	@echo "==> Python virtual environment in $(VENV)/"
 	$(PYTHON) -m venv $(VENV)
 	@echo "==> pip: upgrading pip"
-	$(BIN)/pip install --upgrade pip
-	@echo "==> pip: installing hotspot-patrol and its dependencies (a few minutes the first time)"
+	$(BIN)/pip install --progress-bar on --upgrade pip
 	@# setuptools' "Editable installation" box only says that our own top-level folders shadow same-named
 	@# packages when run from the repo, which is the point of an editable install here: hidden, nothing else is.
-	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -e '.[test]'
+	@echo "==> pip: installing hotspot-patrol and its dependencies (a few minutes the first time)"
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --progress-bar on -e '.[test]'
 	@touch $@
 	@echo "==> Python packages installed"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class GatewayConfig:
     bootstrap_servers: str = "127.0.0.1:19092"
+    partitions: int = 4                        # of topic `pings` when the gateway creates it (as the worker would)
     data_dir: Path = Path("var")
     schema_registry_url: str = ""
     max_body_bytes: int = 1024 * 1024          # larger bodies get 413
@@ -21,6 +22,9 @@ class GatewayConfig:
     ack_timeout_s: float = 10.0                # wait this long for Kafka, then 503 (native, OsmAnd) or spool (OwnTracks)
     osmand_speed_unit: str = "kn"              # kn | kmh | mps | mph
     osmand_port: int = 0                       # >0: also answer the OsmAnd protocol at / on this port
+    osmand_enabled: bool = True                # False: the OsmAnd routes answer 404
+    osmand_unknown_burst: int = 10             # unknown identifiers per source address before 429 ...
+    osmand_unknown_per_s: float = 0.02         # ... earned back at one a minute: guessing 2^192 values is hopeless anyway
     credentials_refresh_s: float = 1.0         # a revoked credential stops working within this delay
     # OwnTracks over its rate: held on disk, released at the rate (gateway.held)
     owntracks_held_max_per_device: int = 20_000   # ~3 MB; 28 h of pings at one per 5 s
@@ -43,7 +47,8 @@ class GatewayConfig:
 
     @classmethod
     def from_settings(cls, settings) -> "GatewayConfig":
-        values = {"bootstrap_servers": settings.bootstrap_servers, "data_dir": settings.data_dir}
+        values = {"bootstrap_servers": settings.bootstrap_servers, "data_dir": settings.data_dir,
+                  "partitions": settings.partitions}
         for f in fields(cls):
             for name in (f.name, f"gateway_{f.name}"):
                 if name in type(settings).model_fields:

@@ -5,7 +5,16 @@ shown once, and stored only as a salted scrypt hash. A secret has the shape
 `<key id>.<random>`: the key id (`d...` for devices, `u...` for users) lets a
 Bearer token be looked up without scanning every hash; the random part is what
 is hashed. OwnTracks sends the same secret as its HTTP Basic password with the
-device id as user name; OsmAnd clients send only their registered id.
+device id as user name.
+
+OsmAnd / Traccar Client carry nothing but a device identifier, so for a device
+registered for OsmAnd (`hotspot devices add NAME --osmand`) that identifier is
+the secret: 192 random bits, URL-safe, shown once. It is stored only as its
+SHA-256, which is also the lookup key (one dict lookup per ping; a salted slow
+hash is not needed for a random value of that length and would make every
+ping cost scrypt). Pings are stored under the device's registered name, never
+under the identifier. Such a device gets no usable Bearer secret: it speaks
+OsmAnd only.
 
 scrypt costs tens of milliseconds on purpose, far too slow for every ping, so
 a process remembers the secrets it has verified (keyed by a SHA-256 of the
@@ -46,6 +55,15 @@ CREATE TABLE IF NOT EXISTS principals (
 );
 """
 
+# Migrations of the file, by PRAGMA user_version. 1: the OsmAnd identifier's SHA-256
+# (NULL for devices registered before it, which keep their Bearer/Basic secret).
+_MIGRATIONS = (
+    (1, ("ALTER TABLE principals ADD COLUMN osmand_sha256 BLOB",
+         "CREATE UNIQUE INDEX IF NOT EXISTS principals_osmand ON principals (osmand_sha256) "
+         "WHERE osmand_sha256 IS NOT NULL")),
+)
+OSMAND_ID_BYTES = 24  # 192 bits
+
 
 class CredentialError(Exception):
     """A credential operation the caller asked for cannot be done (duplicate name, unknown name, bad role)."""
@@ -59,6 +77,7 @@ class Principal:
     key_id: str
     revoked: bool
     created_ms: int
+    osmand: bool = False  # registered for OsmAnd: its secret is its OsmAnd identifier
 
     @property
     def device_id(self) -> str:
@@ -76,6 +95,10 @@ def _hash(secret_part: str, salt: bytes) -> bytes:
     return hashlib.scrypt(secret_part.encode(), salt=salt, **_SCRYPT)
 
 
+def osmand_digest(identifier: str) -> bytes:
+    return hashlib.sha256(identifier.encode("utf-8", "surrogatepass")).digest()
+
+
 def path_in(data_dir: Path) -> Path:
     return Path(data_dir) / FILE_NAME
 
@@ -90,20 +113,43 @@ class CredentialStore:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
         self._lock = threading.Lock()
         self._version = -1
         self._checked_at = 0.0
         self._by_key: dict[str, _Row] = {}
         self._by_name: dict[tuple[str, str], _Row] = {}
+        self._by_osmand: dict[bytes, _Row] = {}
         self._verified: dict[bytes, Principal] = {}
         self._reload()
 
     def close(self) -> None:
         self._conn.close()
 
+    def _migrate(self) -> None:
+        for number, statements in _MIGRATIONS:
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] >= number:
+                continue
+            # The version is read again under the write lock: another process may have migrated meanwhile.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._conn.execute("PRAGMA user_version").fetchone()[0] < number:
+                    for statement in statements:
+                        self._conn.execute(statement)
+                    self._conn.execute(f"PRAGMA user_version = {number}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
     # ---- administration (CLI) -------------------------------------------------
-    def add(self, name: str, kind: str, role: str | None = None) -> tuple[Principal, str]:
-        """Create a credential; returns it and its secret (the only time the secret exists in clear)."""
+    def add(self, name: str, kind: str, role: str | None = None, *, osmand: bool = False) -> tuple[Principal, str]:
+        """Create a credential; returns it and its secret (the only time the secret exists in clear).
+
+        `osmand=True` (devices only): the secret returned is the device's OsmAnd identifier.
+        """
+        if osmand and kind != "device":
+            raise CredentialError("only devices speak OsmAnd")
         if not NAME_RE.match(name):
             raise CredentialError(f"invalid name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
         if kind == "user" and role not in ROLES:
@@ -111,16 +157,21 @@ class CredentialStore:
         key_id = kind[0] + secrets.token_hex(6)
         random_part = secrets.token_urlsafe(32)
         salt = secrets.token_bytes(16)
+        identifier = secrets.token_urlsafe(OSMAND_ID_BYTES) if osmand else None
         now = int(time.time() * 1000)
         with self._lock:
             existing = self._conn.execute("SELECT revoked_ms FROM principals WHERE kind=? AND name=?", (kind, name)).fetchone()
             if existing is not None and existing[0] is None:
                 raise CredentialError(f"{kind} {name!r} already exists; revoke it first to issue a new secret")
             self._conn.execute("DELETE FROM principals WHERE kind=? AND name=?", (kind, name))
-            self._conn.execute("INSERT INTO principals VALUES (?,?,?,?,?,?,?,NULL)",
-                               (name, kind, role, key_id, salt, _hash(random_part, salt), now))
+            self._conn.execute("INSERT INTO principals (name, kind, role, key_id, salt, hash, created_ms, revoked_ms, "
+                               "osmand_sha256) VALUES (?,?,?,?,?,?,?,NULL,?)",
+                               (name, kind, role, key_id, salt, _hash(random_part, salt), now,
+                                None if identifier is None else osmand_digest(identifier)))
             self._version = -1  # our own writes do not change data_version for this connection
         self._reload()
+        if identifier is not None:
+            return self._by_name[(kind, name)].principal, identifier  # the Bearer secret is never shown
         return self._by_name[(kind, name)].principal, f"{key_id}.{random_part}"
 
     def revoke(self, name: str, kind: str) -> None:
@@ -142,12 +193,15 @@ class CredentialStore:
             version = self._conn.execute("PRAGMA data_version").fetchone()[0]
             if version == self._version:
                 return
-            rows = self._conn.execute("SELECT name, kind, role, key_id, salt, hash, created_ms, revoked_ms FROM principals").fetchall()
-            by_key, by_name = {}, {}
-            for name, kind, role, key_id, salt, h, created, revoked in rows:
-                row = _Row(Principal(name, kind, role, key_id, revoked is not None, created), salt, h)
+            rows = self._conn.execute("SELECT name, kind, role, key_id, salt, hash, created_ms, revoked_ms, "
+                                      "osmand_sha256 FROM principals").fetchall()
+            by_key, by_name, by_osmand = {}, {}, {}
+            for name, kind, role, key_id, salt, h, created, revoked, osmand in rows:
+                row = _Row(Principal(name, kind, role, key_id, revoked is not None, created, osmand is not None), salt, h)
                 by_key[key_id] = row
                 by_name[(kind, name)] = row
+                if osmand is not None:
+                    by_osmand[bytes(osmand)] = row
             # Keep verified secrets of credentials still active: re-hashing every
             # device after each `devices add` elsewhere would stall the gateway.
             verified = {}
@@ -155,7 +209,7 @@ class CredentialStore:
                 row = by_key.get(p.key_id)
                 if row is not None and not row.principal.revoked:
                     verified[digest] = row.principal
-            self._by_key, self._by_name, self._version = by_key, by_name, version
+            self._by_key, self._by_name, self._by_osmand, self._version = by_key, by_name, by_osmand, version
             self._verified = verified
 
     def _maybe_reload(self, force: bool = False) -> None:
@@ -164,11 +218,17 @@ class CredentialStore:
             self._checked_at = now
             self._reload()
 
-    def device(self, device_id: str) -> Principal | None:
-        """The active device with this id, or None (OsmAnd's only check)."""
+    def osmand_device(self, identifier: str) -> Principal | None:
+        """The active device whose OsmAnd identifier this is, or None (unknown and revoked alike).
+
+        One SHA-256 and one dict lookup whatever the answer, so the time taken
+        says nothing about which identifiers exist.
+        """
         self._maybe_reload()
-        row = self._by_name.get(("device", device_id))
-        return row.principal if row is not None and not row.principal.revoked else None
+        row = self._by_osmand.get(osmand_digest(identifier))
+        if row is None or row.principal.revoked:
+            return None
+        return row.principal
 
     def cached(self, secret: str, name: str | None = None) -> Principal | None:
         """The principal for an already-verified secret, without hashing; None if not verified yet."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -51,6 +51,8 @@ class GatewayState:
     publisher: Publisher
     limiter: RateLimiter
     held: HeldPings | None = None  # OwnTracks pings over their rate; None: they get 429 like the others
+    # Unknown OsmAnd identifiers per source address (gateway.ingest.osmand); build_state sizes it from the config.
+    osmand_misses: RateLimiter = field(default_factory=lambda: RateLimiter(0.02, 10))
 
 
 async def get_state(request: Request) -> GatewayState:

@@ -180,11 +180,13 @@ class HeldPings:
                 await publisher.send_records(records)
                 async with self._lock:
                     await asyncio.to_thread(queue.commit, pos, len(records))
-                    self._total -= len(records)
                     if queue.depth == 0:
                         queue.close()
                         del self._queues[device_id]
                         await asyncio.to_thread(shutil.rmtree, queue.dir, True)
+                    # Counted out only now: a depth of 0 (what `drained` waits for) means nothing
+                    # is left on disk either, not a queue whose removal is still under way.
+                    self._total -= len(records)
                 metrics.HELD_RELEASED.inc(len(records))
                 metrics.HELD_DEPTH.set(self._total)
                 freed, self._freed = self._freed, asyncio.Event()

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import metrics
@@ -39,7 +40,7 @@ class PingIn(BaseModel):
     ts_ms: int | None = Field(None, description="Fix time, UTC epoch milliseconds (instead of ts).")
     lat: float = Field(..., ge=-90, le=90)
     lon: float = Field(..., ge=-180, le=180)
-    accuracy_m: float | None = Field(None, ge=0)
+    accuracy_m: float | None = Field(None, description="Metres; 0, negative, NaN or over 10 km is taken as unknown.")
     speed_mps: float | None = Field(None, ge=0, le=1000)
     heading_deg: float | None = Field(None, ge=0, le=360)
     altitude_m: float | None = None
@@ -196,8 +197,25 @@ async def post_owntracks(device: OwnTracksDevice, body: RawBody, state: State, p
 # --------------------------------------------------------------------------- OsmAnd / Traccar Client
 
 async def osmand(request: Request, body: bytes, state, publisher) -> Response:
-    """The OsmAnd protocol; shared by /v1/osmand and the optional Traccar-compatible port."""
+    """The OsmAnd protocol; shared by /v1/osmand and the optional Traccar-compatible port.
+
+    The request's identifier is the device's secret (gateway.credentials); the
+    ping is stored under the device's registered name. An address that sent
+    `osmand_unknown_burst` unknown identifiers is refused (429) until its bucket
+    refills, whatever it sends, so guessing cannot go fast and a hit among the
+    guesses does not show.
+    """
+    if not state.config.osmand_enabled:
+        raise StarletteHTTPException(404)  # as if the route did not exist
     received_ms = _now_ms()
+    address = request.client.host if request.client is not None else ""
+    misses = state.osmand_misses
+    wait_s = misses.wait_s(address)
+    if wait_s > 0:
+        metrics.RATE_LIMITED.labels("osmand").inc()
+        retry = max(1, int(wait_s + 0.999))
+        raise ApiError(429, "rate_limited", f"too many unknown device identifiers from this address; retry in {retry}s",
+                       headers={"Retry-After": str(retry)})
     params = dict(request.query_params)
     json_body = None
     if body.strip():
@@ -210,15 +228,17 @@ async def osmand(request: Request, body: bytes, state, publisher) -> Response:
             except (UnicodeDecodeError, ValueError) as exc:
                 raise ApiError(400, "malformed_form", f"body is not a URL-encoded form: {exc}", field="body") from None
     try:
-        device_id = traccar_json_device_id(json_body) if json_body is not None else osmand_device_id(params)
+        identifier = traccar_json_device_id(json_body) if json_body is not None else osmand_device_id(params)
     except FieldError as exc:
         raise _field_error(exc, 400) from None
-    device = state.credentials.device(device_id)
+    device = state.credentials.osmand_device(identifier)
     if device is None:
+        # Unknown, revoked and wrong identifiers get this one answer, which never echoes the identifier.
+        misses.take(address, 1)
         metrics.PINGS_REJECTED.labels("osmand", "unknown_device").inc()
         field = "device_id" if json_body is not None else ("id" if "id" in params else "deviceid")
-        raise ApiError(400, "unknown_device", f"device {device_id[:64]!r} is not registered (hotspot devices add)",
-                       field=field)
+        raise ApiError(403, "forbidden", "not the identifier of an active OsmAnd device "
+                       "(see `hotspot devices add NAME --osmand`)", field=field)
     rate_limit(state, device.name, 1, "osmand")
     try:
         if json_body is not None:
@@ -239,7 +259,7 @@ async def osmand(request: Request, body: bytes, state, publisher) -> Response:
 
 OSMAND_QUERY = [
     {"name": name, "in": "query", "required": False, "schema": {"type": "string"}, "description": doc}
-    for name, doc in (("id", "registered device id (or deviceid)"), ("deviceid", "older name of id"),
+    for name, doc in (("id", "the device's OsmAnd identifier from `hotspot devices add NAME --osmand` (or deviceid)"), ("deviceid", "older name of id"),
                       ("lat", "degrees"), ("lon", "degrees"), ("location", "lat,lon instead of lat and lon"),
                       ("timestamp", "epoch s or ms, ISO-8601, or yyyy-MM-dd HH:mm:ss (UTC)"),
                       ("speed", "knots (the gateway's osmand_speed_unit)"), ("bearing", "degrees"),

@@ -4,9 +4,20 @@
 and the benchmark pass their own `config`, `producer` (anything with
 aiokafka's `send`) or `credentials`. Run with
 `uvicorn --factory gateway.main:create_app` or `hotspot gateway`.
+
+At start the gateway makes sure the topic it writes exists, with the
+configured partition count, through `streams.kafka.ensure_topics` (the one
+place topics are created), so a gateway started before any worker takes pings
+at once. A topic it cannot create stops the start with `GatewayStartError`
+naming it (an existing topic with another partition count is used, with a
+warning, as the worker does). Kafka unreachable at start
+is not fatal (OwnTracks pings go to the spool): the topics are made sure of
+when the producer connects. `/healthz` answers 503 with the reason while
+Kafka cannot take writes (`Publisher.problem`).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +40,47 @@ from gateway.ratelimit import RateLimiter
 from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
+
+GATEWAY_TOPICS = ("pings",)  # what the gateway writes (Publisher.topic)
+
+
+class GatewayStartError(Exception):
+    """The gateway must not serve: a topic it needs is missing and cannot be created, or has the wrong shape."""
+
+
+async def prepare_topics(config: GatewayConfig) -> list[str]:
+    """Create the gateway's missing topics with `config.partitions`; return the names created.
+
+    Raises GatewayStartError when a topic is missing and cannot be created;
+    KafkaConnectionError (or TimeoutError) when Kafka cannot be reached.
+    """
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    from streams.kafka import TOPICS, describe_topics, ensure_topics
+
+    specs = [t for t in TOPICS if t.name in GATEWAY_TOPICS]
+    try:
+        created = await ensure_topics(config.bootstrap_servers, config.partitions, specs)
+        counts = await describe_topics(config.bootstrap_servers)
+    except KafkaConnectionError:
+        raise
+    except KafkaError as exc:
+        raise GatewayStartError(f"Kafka topic(s) {', '.join(GATEWAY_TOPICS)} missing and not creatable ({exc}): create "
+                                f"them with {config.partitions} partitions, or let the gateway create topics") from None
+    for name in GATEWAY_TOPICS:
+        if name in created:
+            continue  # just created with config.partitions; metadata may not show it yet
+        if name not in counts:
+            raise GatewayStartError(f"Kafka topic {name!r} is missing after creating it")
+        if counts[name] != config.partitions:
+            # Not fatal: the worker follows the topic's count (its changelog must match the topic, not the setting).
+            log.warning("Kafka topic %r has %d partitions, HOTSPOT_PARTITIONS says %d: the topic's count is used",
+                        name, counts[name], config.partitions)
+    if created:
+        log.info("created Kafka topic(s) %s with %d partitions", ", ".join(created), config.partitions)
+    return created
+
+
 
 KNOWN_ROUTES = frozenset({"/v1/pings", "/v1/owntracks", "/v1/osmand", "/healthz", "/metrics", "/openapi.json", "/",
                           "/docs", "/redoc"})
@@ -92,16 +144,19 @@ def build_state(config: GatewayConfig, *, producer: Any = None, credentials: Cre
     from schemas.codec import codec_for
 
     codec = codec_for("Ping", config.schema_registry_url)
-    factory = None
+    factory = on_connect = None
     if producer is None:
         from streams.kafka import make_producer
 
         def factory():
             return make_producer(config.bootstrap_servers)
 
+        async def on_connect():
+            await prepare_topics(config)  # Kafka was away at start, or a topic was deleted since
+
     publisher = Publisher(codec=codec, producer=producer, producer_factory=factory,
                           spool=spool if spool is not None else Spool(config.spool_dir),
-                          ack_timeout_s=config.ack_timeout_s)
+                          ack_timeout_s=config.ack_timeout_s, on_connect=on_connect)
     limiter = RateLimiter(config.device_rate_pings_per_s, config.device_burst_pings)
     held = HeldPings(config.held_dir, limiter, max_per_device=config.owntracks_held_max_per_device,
                      max_total=config.owntracks_held_max_total, park_s=config.owntracks_park_s,
@@ -112,6 +167,7 @@ def build_state(config: GatewayConfig, *, producer: Any = None, credentials: Cre
         publisher=publisher,
         limiter=limiter,
         held=held,
+        osmand_misses=RateLimiter(config.osmand_unknown_per_s, config.osmand_unknown_burst),
     )
 
 
@@ -190,6 +246,17 @@ def create_app(settings=None, *, config: GatewayConfig | None = None, producer: 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        if producer is None:
+            from aiokafka.errors import KafkaConnectionError
+
+            try:
+                await asyncio.wait_for(prepare_topics(config), config.ack_timeout_s)
+            except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:
+                log.warning("Kafka not reachable at start (%s): its topics are checked when it is", exc)
+            except GatewayStartError as exc:
+                app.state.start_error = str(exc)
+                log.error("cannot start: %s", exc)
+                raise
         await state.publisher.start()
         state.held.start(state.publisher)
         try:
@@ -202,13 +269,19 @@ def create_app(settings=None, *, config: GatewayConfig | None = None, producer: 
     app.include_router(ingest.router)
     _install_docs(app, settings.web_assets_dir)
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness and Kafka readiness")
+    @app.get("/healthz", tags=["ops"], summary="Liveness and Kafka readiness: 503 with the reason while Kafka "
+             "cannot take writes")
     async def healthz() -> Response:
         publisher = state.publisher
         depth = publisher.spool.depth if publisher.spool is not None else 0
-        return _json_response(200, {"status": "ok" if publisher.ready and depth == 0 else "degraded",
-                                    "kafka": "connected" if publisher.ready else "connecting",
-                                    "spool_depth": depth, "held_depth": state.held.depth})
+        body = {"status": "ok" if depth == 0 else "degraded", "kafka": "connected",
+                "spool_depth": depth, "held_depth": state.held.depth}
+        problem = publisher.problem
+        if problem is not None:
+            body.update(status="not_ready", kafka="connecting" if not publisher.ready else "unavailable",
+                        reason=problem)
+            return _json_response(503, body)
+        return _json_response(200, body)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     async def prometheus() -> Response:

@@ -11,6 +11,18 @@ turns it into a 4xx body or a per-item rejection that names the field. Range
 checks here are structural (a latitude is within ±90); whether a ping is
 plausible in context (in the future, too fast, (0,0)) is the worker's
 validation, which keeps the rejected ping and its reason.
+
+Accuracy, per protocol: an accuracy radius the device cannot have meant is
+"unknown" (None), never a rejection and never a perfect fix, because the visit
+and stop logic trusts small radii. Impossible means 0 (the classic Traccar
+Client sends `accuracy=0.0` with every fix), negative (iOS and the Traccar JSON
+client say -1 for "no valid accuracy"), NaN or infinite, or wider than
+`MAX_ACCURACY_M` (10 km: wider than any GPS, Wi-Fi or cell fix a patrol can use).
+Native `accuracy_m`, OwnTracks `acc`, OsmAnd `accuracy` and Traccar JSON
+`coords.accuracy` all go through `accuracy_or_none()`. OsmAnd `hdop` is a
+dimensionless dilution of precision, not metres: it is kept in `extra` as sent
+and never turned into `accuracy_m`. A value that is not a number at all is
+still a malformed field (FieldError).
 """
 from __future__ import annotations
 
@@ -78,6 +90,22 @@ def _optional(value: Any, field: str, lo: float, hi: float) -> float | None:
     if value is None or value == "":
         return None
     return _ranged(value, field, lo, hi)
+
+
+MAX_ACCURACY_M = 10_000.0
+_NOT_FINITE = frozenset({"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+
+
+def accuracy_or_none(value: Any, field: str) -> float | None:
+    """An accuracy radius in metres, or None when absent or impossible (0, negative, NaN, > MAX_ACCURACY_M)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str) and value.strip().lower() in _NOT_FINITE:
+        return None
+    x = _number(value, field)
+    return x if 0.0 < x <= MAX_ACCURACY_M else None
 
 
 def _heading(value: Any, field: str) -> float | None:
@@ -192,7 +220,7 @@ def parse_native(item: Any, *, device_id: str, received_ms: int, source: str = "
         _ranged(item["lat"], "lat", -90.0, 90.0),
         _ranged(item["lon"], "lon", -180.0, 180.0),
         received_ms, source,
-        accuracy_m=_optional(item.get("accuracy_m"), "accuracy_m", 0.0, 1e6),
+        accuracy_m=accuracy_or_none(item.get("accuracy_m"), "accuracy_m"),
         speed_mps=_optional(item.get("speed_mps"), "speed_mps", 0.0, 1000.0),
         heading_deg=_heading(item.get("heading_deg"), "heading_deg"),
         altitude_m=_optional(item.get("altitude_m"), "altitude_m", -12_000.0, 100_000.0),
@@ -230,7 +258,7 @@ def parse_owntracks(message: Any, *, device_id: str, received_ms: int) -> dict |
         _ranged(message["lat"], "lat", -90.0, 90.0),
         _ranged(message["lon"], "lon", -180.0, 180.0),
         received_ms, "owntracks",
-        accuracy_m=_optional(message.get("acc"), "acc", 0.0, 1e6),
+        accuracy_m=accuracy_or_none(message.get("acc"), "acc"),
         speed_mps=None if vel_kmh is None else vel_kmh * KMH_MPS,
         heading_deg=_heading(message.get("cog"), "cog"),
         altitude_m=_optional(message.get("alt"), "alt", -12_000.0, 100_000.0),
@@ -249,7 +277,7 @@ def osmand_device_id(params: Mapping[str, str]) -> str:
     """The device identifier of an OsmAnd request (`id`, or `deviceid` in older clients)."""
     value = params.get("id") or params.get("deviceid")
     if not value or not value.strip():
-        raise FieldError("id", "required: the device identifier registered with `hotspot devices add`")
+        raise FieldError("id", "required: the identifier `hotspot devices add NAME --osmand` printed")
     return value.strip()
 
 
@@ -282,7 +310,7 @@ def parse_osmand(params: Mapping[str, str], *, device_id: str, received_ms: int,
         _ranged(lat_raw, "lat", -90.0, 90.0),
         _ranged(lon_raw, "lon", -180.0, 180.0),
         received_ms, "osmand",
-        accuracy_m=_optional(params.get("accuracy"), "accuracy", 0.0, 1e6),
+        accuracy_m=accuracy_or_none(params.get("accuracy"), "accuracy"),
         speed_mps=None if speed is None else speed * SPEED_UNITS_MPS[speed_unit],
         heading_deg=_heading(params.get(heading_key), heading_key),
         altitude_m=_optional(params.get("altitude"), "altitude", -12_000.0, 100_000.0),
@@ -296,7 +324,7 @@ def traccar_json_device_id(body: Any) -> str:
         raise FieldError("body", f"must be a JSON object, got {_type_name(body)}")
     value = body.get("device_id")
     if not isinstance(value, str) or not value.strip():
-        raise FieldError("device_id", "required: the device identifier registered with `hotspot devices add`")
+        raise FieldError("device_id", "required: the identifier `hotspot devices add NAME --osmand` printed")
     return value.strip()
 
 
@@ -345,7 +373,7 @@ def parse_traccar_json(body: Any, *, device_id: str, received_ms: int) -> dict:
         _ranged(coords["latitude"], "location.coords.latitude", -90.0, 90.0),
         _ranged(coords["longitude"], "location.coords.longitude", -180.0, 180.0),
         received_ms, "osmand",
-        accuracy_m=_unknown_is_negative(coords.get("accuracy"), "location.coords.accuracy", 0.0, 1e6),
+        accuracy_m=accuracy_or_none(coords.get("accuracy"), "location.coords.accuracy"),
         speed_mps=_unknown_is_negative(coords.get("speed"), "location.coords.speed", 0.0, 1000.0),
         heading_deg=_heading(_unknown_is_negative(coords.get("heading"), "location.coords.heading", 0.0, 360.0),
                              "location.coords.heading"),

@@ -12,6 +12,12 @@ pings stay in order.
 The producer is anything with aiokafka's `send(topic, value, key=)` coroutine
 returning an awaitable: the real one in production (created, started and
 restarted here), any object a test passes in.
+
+Readiness: a connected producer does not notice a broker that went away until
+a send fails, so a background probe asks every `probe_interval_s` whether a
+write could succeed now (metadata answered, every partition of the topic has a
+leader, and each leader is reachable) and keeps the answer in `problem`
+(None: Kafka can take writes). `/healthz` reports it.
 """
 from __future__ import annotations
 
@@ -20,8 +26,9 @@ import logging
 import time
 from typing import Any, Callable
 
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import TopicPartition
 
 from gateway import metrics
 from gateway.spool import Record, Spool
@@ -36,7 +43,8 @@ class KafkaUnavailable(Exception):
 class Publisher:
     def __init__(self, *, codec, topic: str = "pings", producer: Any = None,
                  producer_factory: Callable[[], Any] | None = None, spool: Spool | None = None,
-                 ack_timeout_s: float = 10.0, replay_batch: int = 500):
+                 ack_timeout_s: float = 10.0, replay_batch: int = 500, probe_interval_s: float = 1.0,
+                 on_connect: Callable[[], Any] | None = None):
         if producer is None and producer_factory is None:
             raise ValueError("give a producer or a producer_factory")
         self.codec = codec
@@ -47,6 +55,9 @@ class Publisher:
         self.spool = spool
         self.ack_timeout_s = ack_timeout_s
         self.replay_batch = replay_batch
+        self.probe_interval_s = probe_interval_s
+        self._on_connect = on_connect  # coroutine function run before a new producer is used (topics)
+        self.problem: str | None = "not connected to Kafka yet"  # None: Kafka can take writes now
         self._tasks: list[asyncio.Task] = []
         self._partitioner = DefaultPartitioner()
         self._spooled = asyncio.Event() if spool is not None else None
@@ -63,6 +74,8 @@ class Publisher:
         if self.producer is None:
             if not await self._try_connect():
                 self._tasks.append(asyncio.create_task(self._connect_loop(), name="kafka-connect"))
+        self.problem = await self.probe()
+        self._tasks.append(asyncio.create_task(self._probe_loop(), name="kafka-probe"))
         if self.spool is not None:
             self._tasks.append(asyncio.create_task(self._replay_loop(), name="spool-replay"))
             if self.spool.depth:
@@ -90,8 +103,10 @@ class Publisher:
         producer = self._factory()
         try:
             await producer.start()
+            if self._on_connect is not None:
+                await self._on_connect()
         except Exception as exc:
-            log.warning("kafka not reachable yet (%s); retrying in the background", exc)
+            log.warning("kafka not reachable or not ready yet (%s); retrying in the background", exc)
             try:
                 await producer.stop()
             except Exception:
@@ -127,6 +142,49 @@ class Publisher:
         while not await self._try_connect():
             await asyncio.sleep(delay)  # back-off between connection attempts
             delay = min(delay * 2, 5.0)
+
+    # ---- readiness ------------------------------------------------------------
+    async def probe(self, timeout_s: float = 3.0) -> str | None:
+        """None if Kafka could take a write to the topic now, else why not (one line)."""
+        producer = self.producer
+        if producer is None:
+            return "not connected to Kafka"
+        client = getattr(producer, "client", None)
+        if client is None:
+            return None  # an injected producer: its owner answers for it
+        topic = self.topic
+        try:
+            await asyncio.wait_for(client.add_topic(topic), timeout_s)
+            if not await asyncio.wait_for(client.force_metadata_update(), timeout_s):
+                return "no Kafka broker answers a metadata request"
+            partitions = client.cluster.partitions_for_topic(topic)
+            if not partitions:
+                return f"Kafka has no topic {topic!r}"
+            leaders = {client.cluster.leader_for_partition(TopicPartition(topic, p)) for p in partitions}
+            if None in leaders or -1 in leaders:
+                return f"a partition of topic {topic!r} has no leader"
+            for node in sorted(leaders):
+                if not await asyncio.wait_for(client.ready(node), timeout_s):
+                    return f"Kafka broker {node}, a leader of topic {topic!r}, is not reachable"
+        except asyncio.TimeoutError:
+            return f"Kafka did not answer within {timeout_s:g}s"
+        except (KafkaError, OSError) as exc:
+            return f"Kafka: {type(exc).__name__}: {exc}"
+        return None
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.probe_interval_s)  # the probe's period
+            try:
+                problem = await self.probe()
+            except Exception as exc:  # a probe that fails in an unforeseen way still means "not ready"
+                problem = f"Kafka probe failed: {type(exc).__name__}: {exc}"
+            if problem != self.problem:
+                if problem is None:
+                    log.info("Kafka takes writes again")
+                else:
+                    log.warning("Kafka cannot take writes: %s", problem)
+            self.problem = problem
 
     # ---- sending --------------------------------------------------------------
     def _records(self, pings: list[dict]) -> list[tuple[bytes, bytes]]:

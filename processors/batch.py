@@ -13,9 +13,13 @@ API (all pure: no I/O, no clock; time comes from the pings or from `now_ms`):
         For the live timer. `now_ms` is the arrival clock (the gateway's
         `received_ms`). Releases the held pings that have served their
         `reorder_hold_s` by then, flushes the reorder buffer of devices quiet
-        for `reorder_window_s`, and closes the visits of devices quiet for
+        for `reorder_window_s` (and rejects the pings they hold aside as a
+        possible time jump that nothing confirmed, as `finish` does), and closes the visits of devices quiet for
         `signal_loss_s` (end_reason signal_lost, at the last inside fix).
         `DeviceState.deadline_ms(config)` says when a device will next need it.
+
+    open_visits(states) -> list[VisitProgress]
+        Each open visit's dwell so far (the live worker's progress rows).
 
     finish(states, index, config) -> BatchResult
         End of the data (replay): releases every buffer and closes every open
@@ -58,7 +62,8 @@ import numpy as np
 from processors.config import ProcessingConfig
 from processors.device import DeviceState, close_all, step
 from processors.geofence import HotspotIndex
-from processors.model import END_OF_DATA, END_SIGNAL_LOST, AcceptedPing, Event, Ping, RejectedPing
+from processors.model import (END_OF_DATA, END_SIGNAL_LOST, LATE, TIME_JUMP, AcceptedPing, Event, Ping, RejectedPing,
+                              VisitProgress)
 from processors.reorder import admit, hold_expired, release
 from processors.validation import check_in_order, check_ping
 
@@ -67,7 +72,7 @@ _ACC, _LAT, _LON, _TS = (attrgetter(a) for a in ("accuracy_m", "lat", "lon", "ts
 # NamedTuple constructor: one per accepted ping, so it is built in C through map().
 _accepted = partial(tuple.__new__, AcceptedPing)
 
-__all__ = ["BatchResult", "process_batch", "expire", "finish", "DeviceState", "ProcessingConfig", "HotspotIndex"]
+__all__ = ["BatchResult", "process_batch", "expire", "finish", "open_visits", "DeviceState", "ProcessingConfig", "HotspotIndex"]
 
 
 @dataclass
@@ -92,7 +97,7 @@ def process_batch(states: Mapping[str, DeviceState], pings: Sequence[Ping], inde
             if st is None:
                 old = states.get(d)
                 st = work[d] = old.copy() if old is not None else DeviceState(d)
-            reason = admit(st, p, config)
+            reason = admit(st, p, config, result.rejected)
             if reason is None:
                 continue
         reject(RejectedPing(p, reason))
@@ -115,8 +120,14 @@ def expire(states: Mapping[str, DeviceState], now_ms: int, index: HotspotIndex,
         flush = bool(buf) and quiet_ms >= window_ms
         held = bool(buf) and not flush and hold_expired(buf, now_ms, config)
         silent = quiet_ms >= loss_ms and not old.silenced and old.last_ms is not None
-        if flush or held or silent:
+        # Pings held aside as a possible time jump that nothing confirmed before the device went
+        # quiet for the window: judged as finish judges them (a live device's next fix comes at its
+        # pace, so a real jump is confirmed well before; a backfill sent at once confirms in the burst).
+        stuck = bool(old.ahead or old.behind) and now_ms - old.aside_arrival_ms() >= window_ms
+        if flush or held or silent or stuck:
             st = result.states[d] = old.copy()
+            if stuck:
+                _reject_held_aside(st, result)
             released.append((st, release(st, config, flush=flush, clock_ms=now_ms)))
     _advance(released, index, config, result)
     for d, st in result.states.items():
@@ -129,13 +140,33 @@ def expire(states: Mapping[str, DeviceState], now_ms: int, index: HotspotIndex,
 def finish(states: Mapping[str, DeviceState], index: HotspotIndex, config: ProcessingConfig) -> BatchResult:
     result = BatchResult()
     for d, old in states.items():
-        result.states[d] = old.copy()
+        st = result.states[d] = old.copy()
+        _reject_held_aside(st, result)
     _advance([(st, release(st, config, flush=True)) for st in result.states.values()], index, config, result)
     for st in result.states.values():
         if not st.silenced and st.last_ms is not None:
             close_all(st, END_OF_DATA, config, result.events)
     _no_cause_for_the_rest(result)
     return result
+
+
+def _reject_held_aside(st: DeviceState, result: BatchResult) -> None:
+    """Pings held aside that nothing confirmed: a jump ahead never followed, a run behind never followed."""
+    result.rejected.extend(RejectedPing(q, TIME_JUMP) for q in st.ahead)
+    result.rejected.extend(RejectedPing(q, LATE) for q in st.behind)
+    st.ahead, st.behind = [], []
+
+
+def open_visits(states: Iterable[DeviceState]) -> list[VisitProgress]:
+    """Each open visit's dwell so far, from the given states (pure: the live worker writes these rows
+    at its checkpoints for the devices whose state changed; replay has no use for them)."""
+    out = []
+    for st in states:
+        for h in sorted(st.tracks):
+            row = st.tracks[h].progress(st.device_id, st.mode)
+            if row is not None:
+                out.append(row)
+    return out
 
 
 def _no_cause_for_the_rest(result: BatchResult) -> None:

@@ -32,6 +32,13 @@ class ProcessingConfig:
     reorder_window_s: float = 10.0
     """Per device, a ping is held at most until a ping at least this much newer (event time) has
     arrived, or, for pings without an arrival time, until the device has been quiet this long."""
+    unstamped_reorder_window_s: float = 600.0
+    """The reorder window of pings without an arrival time (replay files, `hotspot pings send`): a row
+    may come this far (in fix time) behind the device's newest and still be put in order. Files have
+    no clock to bound a wait by and need no latency bound: ten rows of the sparsest common interval
+    (60 s, handheld trackers), for files merged from exports or written by loggers that flush in
+    batches. Rows further ahead than time_jump_s are held aside and move nothing (a jump), so a row
+    moved up a file never makes others late either."""
     reorder_hold_s: float = 0.25
     """A ping stamped with its arrival time is held at most this long in arrival time: released once
     the device's arrival clock (or the live worker's) is this far past its arrival. Pings from one
@@ -39,6 +46,17 @@ class ProcessingConfig:
     reorder window adds to the ping-to-event delay, whatever the device's reporting interval."""
     recent_ts_kept: int = 16
     """Released fix times remembered per device to tell a retransmitted duplicate from a straggler."""
+    time_jump_s: float = 300.0
+    """A ping whose fix time is further ahead of the device's newest fix than this (plus the arrival time
+    that passed between them, for pings stamped on arrival) is provisional: it moves nothing until
+    `time_jump_confirm_pings` pings agree with it, and is rejected (time_jump) once the old timeline
+    has run on this long without reaching it. A ping this far behind is the start of a clock that went
+    back: followed once confirmed the same way, else late. 300 s is the clock error the live path
+    already accepts against arrival (future_tolerance_s) and the silence that ends a visit."""
+    time_jump_confirm_pings: int = 2
+    """Pings on a new timeline (the jumped one included) that confirm it: one bad row never does. Two,
+    so that a device back from a silence longer than time_jump_s (replay has no arrival time to tell a
+    silence from a jump) is followed from its second fix."""
 
     # --- geofence
     default_accuracy_m: float = 10.0
@@ -53,6 +71,14 @@ class ProcessingConfig:
     """...or by an unbroken run of inside fixes this long even if all are on the edge (poor accuracy, small hot spot)."""
     exit_confirm_s: float = 60.0
     signal_loss_s: float = 300.0
+    gap_bridge_max_s: float = 900.0
+    """A visit closed by signal loss goes on (same visit, the silence counted as inferred_s) when the
+    device's next fix is inside the same hot spot at most this long after its last inside fix. 15 min is
+    the dose a trial asks for (DOMAIN.md, Dosage): a bridge can claim at most one dose that nobody saw,
+    while a phone in doze or a pocket in a stairwell, the silences this is for, come back within it."""
+    gap_bridge_max_mps: float = 2.5
+    """...and when the distance between the two fixes, less both accuracies, could be walked in the
+    silence at this speed (foot_max_mps): an officer who drove off and back is not counted as present."""
     edge_credit_max_s: float = 30.0
     """Dwell credit for the unseen part of the interval across the entry and the exit ping (half of it, at most this)."""
 
@@ -61,6 +87,11 @@ class ProcessingConfig:
     stop_min_duration_s: float = 120.0
     stop_accuracy_allowance_m: float = 30.0
     """A ping still counts as within the stop radius when its accuracy circle (capped at this) reaches it."""
+    stale_fix_gap_s: float = 60.0
+    """A stray fix that ends a silence this long and is then repeated with exactly the same coordinates
+    is the phone's cached fix sent again, one piece of evidence, not two: it does not end a stop. A
+    real GPS never repeats coordinates to the last digit; hand-held devices resend their cached fix
+    when they wake from doze, and a minute is the shortest doze interval in common use."""
     stop_max_speed_mps: float = 0.8
     """A device-reported speed above this means the device is moving, so not (or no longer) stopped."""
 
@@ -98,6 +129,10 @@ class ProcessingConfig:
             raise ValueError("reorder_window_s must be shorter than signal_loss_s")
         if not self.exit_confirm_s < self.signal_loss_s:
             raise ValueError("exit_confirm_s must be shorter than signal_loss_s")
+        if self.time_jump_confirm_pings < 2:
+            raise ValueError("time_jump_confirm_pings must be at least 2 (the jumped ping and one that agrees)")
+        if not self.reorder_window_s < self.time_jump_s:
+            raise ValueError("reorder_window_s must be shorter than time_jump_s")
         if self.recent_ts_kept < 1:
             raise ValueError("recent_ts_kept must be at least 1")
 

@@ -23,7 +23,12 @@ from processors.visits import OPEN, Track
 # Version 1 stores a buffered ping as [ts_ms, lat, lon, accuracy_m, speed_mps, heading_deg,
 # altitude_m, battery, received_ms], followed by its source when it has one. Readers of
 # version 1 have always taken both lengths, so states written before `source` was kept still load.
-STATE_VERSION = 1
+# Version 2 appends the time-jump fields (processors.reorder): the pings held ahead of the
+# timeline, its base and votes, the pings held behind it and their votes; then the teleport
+# filter's anchor before the anchor; and to each track its last inside position, bridged time and
+# lost flag (processors.visits). Version 1 still loads (nothing held aside, nothing bridged).
+STATE_VERSION = 2
+_READABLE = (1, 2)
 
 _new = object.__new__
 
@@ -32,8 +37,10 @@ class DeviceState:
     __slots__ = ("device_id",
                  # reorder (processors.reorder)
                  "buffer", "watermark_ms", "frontier_ms", "last_arrival_ms", "recent_ts",
+                 # time jumps (processors.reorder)
+                 "ahead", "ahead_base_ms", "ahead_votes", "behind", "behind_votes", "released_early",
                  # order-dependent validation (processors.validation)
-                 "anchor", "suspect",
+                 "anchor", "suspect", "before",
                  # state machines
                  "last_ms", "silenced", "mode", "tracks")
 
@@ -44,8 +51,16 @@ class DeviceState:
         self.frontier_ms: int | None = None       # newest fix time released
         self.last_arrival_ms: int | None = None   # arrival (or, without one, fix) time of the newest ping admitted
         self.recent_ts: tuple[int, ...] = ()      # fix times released lately, to recognise duplicates
+        self.ahead: list[Ping] = []               # pings far ahead of the timeline, not yet confirmed
+        self.ahead_base_ms: int | None = None     # the watermark when the first of them came
+        self.ahead_votes = 0                      # pings on the old timeline since
+        self.behind: list[Ping] = []              # pings far behind it (a clock set back?), not yet confirmed
+        self.behind_votes = 0
+        self.released_early: list[Ping] = []      # the old timeline's held pings when a clock went back:
+        #                                           released by the next release(), never stored
         self.anchor: tuple[int, float, float, float] | None = None   # last accepted good fix (ts, lat, lon, acc)
         self.suspect: tuple[int, float, float, float] | None = None  # last fix rejected for implied speed
+        self.before: tuple[int, float, float, float] | None = None   # the anchor before the anchor
         self.last_ms: int | None = None           # last accepted fix time
         self.silenced = False                     # a silence already closed everything after last_ms
         self.mode = ModeTracker()
@@ -73,8 +88,15 @@ class DeviceState:
         c.frontier_ms = self.frontier_ms
         c.last_arrival_ms = self.last_arrival_ms
         c.recent_ts = self.recent_ts
+        c.ahead = self.ahead.copy()
+        c.ahead_base_ms = self.ahead_base_ms
+        c.ahead_votes = self.ahead_votes
+        c.behind = self.behind.copy()
+        c.behind_votes = self.behind_votes
+        c.released_early = self.released_early.copy()
         c.anchor = self.anchor
         c.suspect = self.suspect
+        c.before = self.before
         c.last_ms = self.last_ms
         c.silenced = self.silenced
         c.mode = self.mode.copy()
@@ -82,29 +104,38 @@ class DeviceState:
         return c
 
     def to_bytes(self) -> bytes:
-        body = [self.device_id,
-                [[p.ts_ms, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg, p.altitude_m, p.battery,
-                  p.received_ms] if p.source is None else
-                 [p.ts_ms, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg, p.altitude_m, p.battery,
-                  p.received_ms, p.source] for p in self.buffer],
+        # released_early is empty between batches (process_batch, expire and finish release every
+        # state they touch), so it is not stored.
+        body = [self.device_id, _rows(self.buffer),
                 self.watermark_ms, self.frontier_ms, self.last_arrival_ms, self.recent_ts,
                 self.anchor, self.suspect, self.last_ms, self.silenced,
-                self.mode.to_list(), [tr.to_list() for tr in self.tracks.values()]]
+                self.mode.to_list(), [tr.to_list() for tr in self.tracks.values()],
+                _rows(self.ahead), self.ahead_base_ms, self.ahead_votes, _rows(self.behind), self.behind_votes,
+                self.before]
         return bytes((STATE_VERSION,)) + orjson.dumps(body)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "DeviceState":
-        if not data or data[0] != STATE_VERSION:
-            raise ValueError(f"device state version {data[:1].hex() or 'missing'} is not {STATE_VERSION}")
+        if not data or data[0] not in _READABLE:
+            raise ValueError(f"device state version {data[:1].hex() or 'missing'} is not one of {_READABLE}")
+        body = orjson.loads(data[1:])
         (device_id, buffer, watermark_ms, frontier_ms, last_arrival_ms, recent_ts, anchor, suspect, last_ms,
-         silenced, mode, tracks) = orjson.loads(data[1:])
+         silenced, mode, tracks) = body[:12]
+        ahead, ahead_base_ms, ahead_votes, behind, behind_votes, before = \
+            body[12:] if data[0] >= 2 else ([], None, 0, [], 0, None)
         st = cls.__new__(cls)
         st.device_id = device_id
         st.buffer = [Ping(device_id, *row) for row in buffer]
+        st.ahead = [Ping(device_id, *row) for row in ahead]
+        st.ahead_base_ms, st.ahead_votes = ahead_base_ms, ahead_votes
+        st.behind = [Ping(device_id, *row) for row in behind]
+        st.behind_votes = behind_votes
+        st.released_early = []
         st.watermark_ms, st.frontier_ms, st.last_arrival_ms = watermark_ms, frontier_ms, last_arrival_ms
         st.recent_ts = tuple(recent_ts)
         st.anchor = tuple(anchor) if anchor is not None else None
         st.suspect = tuple(suspect) if suspect is not None else None
+        st.before = tuple(before) if before is not None else None
         st.last_ms, st.silenced = last_ms, silenced
         st.mode = ModeTracker.from_list(mode)
         st.tracks = {}
@@ -122,6 +153,15 @@ class DeviceState:
         return (f"DeviceState({self.device_id!r}, buffered={len(self.buffer)}, last_ms={self.last_ms}, "
                 f"tracks={sorted(self.tracks)})")
 
+    def aside_arrival_ms(self) -> int:
+        """The device's arrival clock counting the pings held aside (which do not move it)."""
+        newest = self.last_arrival_ms
+        for q in self.ahead + self.behind:
+            r = q.received_ms
+            if r is not None and r > newest:
+                newest = r
+        return newest
+
     def deadline_ms(self, cfg: ProcessingConfig) -> int | None:
         """Earliest arrival-clock time at which `expire` would change this state, or None if it never would.
 
@@ -130,6 +170,8 @@ class DeviceState:
         if self.last_arrival_ms is None:
             return None
         times = []
+        if self.ahead or self.behind:
+            times.append(self.aside_arrival_ms() + int(cfg.reorder_window_s * 1000))
         if self.buffer:
             times.append(self.last_arrival_ms + int(cfg.reorder_window_s * 1000))
             arrivals = [q.received_ms for q in self.buffer if q.received_ms is not None]
@@ -140,6 +182,13 @@ class DeviceState:
         return min(times) if times else None
 
 
+def _rows(pings: list[Ping]) -> list[list]:
+    return [[p.ts_ms, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg, p.altitude_m, p.battery,
+             p.received_ms] if p.source is None else
+            [p.ts_ms, p.lat, p.lon, p.accuracy_m, p.speed_mps, p.heading_deg, p.altitude_m, p.battery,
+             p.received_ms, p.source] for p in pings]
+
+
 # ---------------------------------------------------------------------------
 # The per-fix step
 
@@ -148,11 +197,26 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
     """Advance the state machines by one accepted fix (fixes come in event-time order)."""
     t = p.ts_ms
     prev = st.last_ms
-    if prev is not None and not st.silenced and t - prev >= cfg.signal_loss_s * 1000.0:
+    if prev is not None and t <= prev:
+        # The device's clock went back and the reorder window followed it (processors.reorder):
+        # what was open ends where the old timeline left it, and the new timeline starts afresh.
+        if not st.silenced:
+            close_all(st, END_SIGNAL_LOST, cfg, events)
+        st.mode = ModeTracker()
+        prev = None
+    elif prev is not None and not st.silenced and t - prev >= cfg.signal_loss_s * 1000.0:
         close_all(st, END_SIGNAL_LOST, cfg, events)
     st.silenced = False
     st.last_ms = t
     tracks = st.tracks
+    if tracks and any(tr.lost for tr in tracks.values()):
+        # Back after a silence that closed visits it was inside: each goes on if this fix is inside
+        # it in time and within walking reach (processors.visits), else it stays closed.
+        acc = p.accuracy_m or cfg.default_accuracy_m
+        for h in [h for h, tr in tracks.items() if tr.lost]:
+            if low_accuracy or h not in inside or \
+                    not tracks[h].resume(t, p.lat, p.lon, acc, cfg):
+                del tracks[h]
     if low_accuracy:
         for tr in tracks.values():
             tr.skip(t)
@@ -172,7 +236,7 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
     # Hot spots to look at: those with a track, then new ones this fix is inside.
     ended = ()
     for h, tr in tracks.items():
-        if not tr.observe(dev, t, h in inside, h in edge, cfg, events):
+        if not tr.observe(dev, t, h in inside, h in edge, cfg, events, lat, lon):
             tr.close(dev, "exit", mode, cfg, events)
             ended += (h,)
             continue
@@ -190,6 +254,7 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
         if prev is not None and t - prev < cfg.signal_loss_s * 1000.0:
             edge_in_ms = min((t - prev) / 2.0, cfg.edge_credit_max_s * 1000.0)
         tr = Track(h, t, h not in edge, edge_in_ms)
+        tr.in_lat, tr.in_lon = lat, lon
         tr.stop.feed(dev, h, t, lat, lon, acc, moving_mps, t, cfg, events)
         tracks[h] = tr
     if len(mode.timeline) > 2:
@@ -205,6 +270,12 @@ def close_all(st: DeviceState, reason: str, cfg: ProcessingConfig, events: list)
     dev = st.device_id
     for h in sorted(st.tracks):
         st.tracks[h].close(dev, reason, st.mode, cfg, events)
-    st.tracks.clear()
+    if reason == END_SIGNAL_LOST:
+        # Visits the device went silent inside stay, lost, for the next fix to resume (processors.visits).
+        st.tracks = {h: tr for h, tr in st.tracks.items() if tr.lost or tr.may_resume()}
+        for tr in st.tracks.values():
+            tr.lost = True
+    else:
+        st.tracks.clear()
     st.mode.close(dev, events, gap=(reason == END_SIGNAL_LOST))
     st.silenced = True

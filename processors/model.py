@@ -47,9 +47,10 @@ STALE_TIMESTAMP = "stale_timestamp"      # fix time too far before arrival
 DUPLICATE = "duplicate"                  # same device and fix time as a ping already taken
 LATE = "late"                            # arrived after the reorder window had passed its time
 IMPLIED_SPEED = "implied_speed"          # teleport: too fast from the last accepted ping
+TIME_JUMP = "time_jump"                  # far ahead of the device's timeline, and later pings did not follow it
 
 REASONS = (BAD_COORDINATES, NULL_ISLAND, BAD_TIMESTAMP, BAD_ACCURACY, FUTURE_TIMESTAMP, STALE_TIMESTAMP,
-           DUPLICATE, LATE, IMPLIED_SPEED)
+           DUPLICATE, LATE, IMPLIED_SPEED, TIME_JUMP)
 
 
 class RejectedPing(NamedTuple):
@@ -135,6 +136,8 @@ class VisitEnded:
     stop_count: int
     ping_count: int
     end_reason: str          # exit | signal_lost | end_of_data
+    observed_s: float = 0.0  # dwell_s less inferred_s
+    inferred_s: float = 0.0  # silences bridged inside the hot spot (processors.visits)
 
     type = "visit_ended"
 
@@ -145,6 +148,28 @@ class VisitEnded:
     @property
     def ts_ms(self) -> int:
         return self.exited_ms
+
+
+@dataclass(slots=True, frozen=True)
+class VisitProgress:
+    """An open visit's dwell so far, up to its last inside fix: not an event (nothing happened), a row
+    the live worker writes at its checkpoints so that the control room and dosage_daily see presence
+    while it lasts. Its replacing version is its last inside fix time, so a later progress row or the
+    visit's end replaces it, never the other way round."""
+
+    visit_id: str
+    device_id: str
+    hotspot_id: str
+    entered_ms: int
+    last_in_ms: int          # last inside fix so far
+    dwell_s: float
+    observed_s: float
+    inferred_s: float
+    foot_s: float
+    vehicle_s: float
+    stationary_s: float
+    stop_count: int
+    ping_count: int
 
 
 @dataclass(slots=True, frozen=True)

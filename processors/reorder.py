@@ -13,7 +13,21 @@ that batch boundaries and shuffles inside the window cannot change the output:
   be) is a straggler: `duplicate` if its fix time was taken already (held, or
   among the last `recent_ts_kept` released), otherwise `late`.
 
-Everything released is therefore newer than anything released before. A ping
+Time jumps (DESIGN.md section 3): no single ping moves the timeline. A ping
+further ahead of the watermark than `time_jump_s` (plus the arrival time that
+passed since the device's newest ping) is held aside, provisional; it is
+taken once another ping agrees with it (`time_jump_confirm_pings`: a later
+one), or once the old timeline reaches it (a row moved up a file), and
+rejected `time_jump` once the old timeline has run `time_jump_s` on without
+it. A ping more than `time_jump_s` behind is held aside the same way: a clock
+set back that stays back (confirmed by agreeing pings that, when stamped on
+arrival, arrive at the pace their fix times advance) is followed, the old
+timeline's held pings going out first; stragglers the old timeline outruns
+are late. Replay rows carry no arrival time and get the same protection from
+the device's own fixes.
+
+Everything released is therefore newer than anything released before, except
+across a followed clock set back (processors.device.step handles that step). A ping
 delayed by less than the window relative to the newest one, and by less than
 the hold relative to the pings it overtakes, is never late. The hold is what
 keeps the live ping-to-event delay short: without it a fix would wait for a
@@ -25,12 +39,12 @@ for the window; a ping that shows up after such a release is late.
 """
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from operator import attrgetter
 
 from processors.config import ProcessingConfig
 from processors.device import DeviceState
-from processors.model import DUPLICATE, LATE, Ping
+from processors.model import DUPLICATE, LATE, TIME_JUMP, Ping, RejectedPing
 
 _ts = attrgetter("ts_ms")
 
@@ -40,14 +54,95 @@ def _held(buf: list[Ping], t: int) -> int:
     return k if k < len(buf) and buf[k].ts_ms == t else -1
 
 
-def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig) -> str | None:
-    """Hold p in the device's buffer, or say why not (DUPLICATE or LATE)."""
+def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None = None) -> str | None:
+    """Hold p in the device's buffer (or aside, while its timeline is unconfirmed), or say why not.
+
+    Returns DUPLICATE or LATE for p itself. Pings held aside earlier and judged now (a jump that was
+    not followed: TIME_JUMP; a run behind the timeline that the old timeline outran: LATE) are
+    appended to `dropped` as RejectedPing.
+    """
+    t = p.ts_ms
+    wm = st.watermark_ms
+    if wm is not None:
+        jump_ms = cfg.time_jump_s * 1000.0 + _arrival_gap_ms(st, p)
+        ahead = st.ahead
+        if t > wm + jump_ms:
+            if not ahead:
+                st.ahead = [p]
+                st.ahead_base_ms = wm
+                st.ahead_votes = 0
+                return None
+            if _taken(ahead, t):
+                return DUPLICATE
+            if t >= ahead[0].ts_ms - cfg.time_jump_s * 1000.0:
+                # Off the old timeline and not a jump back from the provisional pings (however far
+                # after them: a device reporting every ten minutes advances by jumps): theirs goes on.
+                insort(ahead, p, key=_ts)
+                if len(ahead) >= cfg.time_jump_confirm_pings:
+                    _take_ahead(st, cfg, dropped)      # confirmed: the device's clock did move on
+                return None
+            # A third timeline: the provisional one was never confirmed, this one starts afresh.
+            _drop(ahead, TIME_JUMP, dropped)
+            st.ahead = [p]
+            st.ahead_base_ms = wm
+            st.ahead_votes = 0
+            return None
+    # The old timeline goes on. Once it reaches the pings held ahead they were only early (a row moved
+    # up a file, a gap): they go in first, then this one. Once it has run time_jump_s on without
+    # them, they were a bad clock.
+    if st.ahead and st.ahead[0].ts_ms <= max(t, wm) + min(cfg.time_jump_s * 1000.0, _window_ms(st.ahead[0], cfg)):
+        _take_ahead(st, cfg, dropped)
+    reason = _admit(st, p, cfg, dropped)
+    if reason is None and st.ahead:
+        st.ahead_votes += 1
+        wm = st.watermark_ms
+        if st.ahead_votes >= cfg.time_jump_confirm_pings - 1 and wm - st.ahead_base_ms >= cfg.time_jump_s * 1000.0 \
+                and st.ahead[0].ts_ms > wm + cfg.time_jump_s * 1000.0:
+            _drop(st.ahead, TIME_JUMP, dropped)
+            st.ahead = []
+    return reason
+
+
+def _window_ms(p: Ping, cfg: ProcessingConfig) -> float:
+    """How far behind the newest fix a ping may come and still be put in order: reorder_window_s for
+    pings stamped on arrival, unstamped_reorder_window_s for rows of a file, which have no clock."""
+    return (cfg.reorder_window_s if p.received_ms is not None else cfg.unstamped_reorder_window_s) * 1000.0
+
+
+def _arrival_gap_ms(st: DeviceState, p: Ping) -> int:
+    """Arrival time passed since the device's newest ping: a fix may be that much further ahead."""
+    r, last = p.received_ms, st.last_arrival_ms
+    return r - last if r is not None and last is not None and r > last else 0
+
+
+def _taken(pings: list[Ping], t: int) -> bool:
+    return _held(pings, t) >= 0
+
+
+def _drop(pings: list[Ping], reason: str, dropped: list | None) -> None:
+    if dropped is not None:
+        dropped.extend(RejectedPing(q, reason) for q in pings)
+
+
+def _take_ahead(st: DeviceState, cfg: ProcessingConfig, dropped: list | None) -> None:
+    ahead, st.ahead = st.ahead, []
+    for q in ahead:
+        reason = _admit(st, q, cfg, dropped)
+        if reason is not None and dropped is not None:
+            dropped.append(RejectedPing(q, reason))
+
+
+def _admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None) -> str | None:
     t = p.ts_ms
     wm = st.watermark_ms
     buf = st.buffer
     frontier = st.frontier_ms
-    if (wm is not None and t < wm - cfg.reorder_window_s * 1000.0) or (frontier is not None and t <= frontier):
-        return DUPLICATE if t in st.recent_ts or _held(buf, t) >= 0 else LATE
+    if (wm is not None and t < wm - _window_ms(p, cfg)) or (frontier is not None and t <= frontier):
+        if t in st.recent_ts or _held(buf, t) >= 0:
+            return DUPLICATE
+        if t < wm - cfg.time_jump_s * 1000.0:
+            return _behind(st, p, cfg, dropped)
+        return LATE
     arrival = p.received_ms
     if arrival is None:
         arrival = t
@@ -69,6 +164,53 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig) -> str | None:
     if wm is None or t > wm:
         st.watermark_ms = t
     st.last_arrival_ms = clock
+    if st.behind:
+        # The old timeline went on: the run behind it was stragglers after all.
+        st.behind_votes += 1
+        if st.behind_votes >= cfg.time_jump_confirm_pings - 1:
+            _drop(st.behind, LATE, dropped)
+            st.behind = []
+    return None
+
+
+def _behind(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None) -> str | None:
+    """A ping more than time_jump_s behind the timeline: a straggler, or a clock set back.
+
+    It waits aside with the pings that continue it. Once `time_jump_confirm_pings` of them agree,
+    and (when they carry arrival times) arrived at the pace their fix times advance (a clock set
+    back keeps reporting in real time; a burst of retransmitted stragglers arrives at once), the
+    device follows the new timeline: everything held on the old one is released first, and the
+    state machines see time go back (processors.device.step closes what was open). Until then
+    nothing moves; if the old timeline goes on instead they are late.
+    """
+    t = p.ts_ms
+    behind = st.behind
+    if behind:
+        if _taken(behind, t):
+            return DUPLICATE
+        if t < behind[-1].ts_ms - cfg.reorder_window_s * 1000.0:
+            return LATE
+        insort(behind, p, key=_ts)
+    else:
+        st.behind = behind = [p]
+        st.behind_votes = 0
+    if len(behind) < cfg.time_jump_confirm_pings:
+        return None
+    arrivals = [q.received_ms for q in behind if q.received_ms is not None]
+    if len(arrivals) == len(behind):
+        fix_span = behind[-1].ts_ms - behind[0].ts_ms
+        if max(arrivals) - min(arrivals) < 0.5 * fix_span:
+            return None                                 # a burst: wait for more (or for the old timeline)
+    # Follow the clock back: the old timeline's held pings go out first, then a fresh window.
+    st.released_early = st.released_early + st.buffer
+    st.buffer = []
+    st.watermark_ms = st.frontier_ms = None
+    st.recent_ts = ()
+    st.behind = []
+    for q in behind:
+        reason = _admit(st, q, cfg, dropped)
+        if reason is not None and dropped is not None:
+            dropped.append(RejectedPing(q, reason))
     return None
 
 
@@ -90,6 +232,11 @@ def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False,
     `clock_ms` when that is later: the live worker's clock, for a device that
     has sent nothing since.
     """
+    early = st.released_early
+    if early:
+        # The old timeline's pings, held when the device's clock went back: they go first.
+        st.released_early = []
+        return early + release(st, cfg, flush=flush, clock_ms=clock_ms)
     buf = st.buffer
     if not buf:
         return []
@@ -97,7 +244,9 @@ def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False,
     if flush:
         k = n
     else:
-        horizon = st.watermark_ms - cfg.reorder_window_s * 1000.0
+        wm = st.watermark_ms
+        horizon = wm - cfg.reorder_window_s * 1000.0
+        horizon_unstamped = wm - cfg.unstamped_reorder_window_s * 1000.0
         clock = st.last_arrival_ms
         if clock_ms is not None and (clock is None or clock_ms > clock):
             clock = clock_ms
@@ -106,9 +255,9 @@ def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False,
         k = n
         while k:
             q = buf[k - 1]
-            if q.ts_ms < horizon:
-                break
             r = q.received_ms
+            if q.ts_ms < (horizon if r is not None else horizon_unstamped):
+                break
             if r is not None and r <= cutoff:
                 break
             k -= 1

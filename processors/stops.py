@@ -8,7 +8,9 @@ The rule (docs/decisions.md, "Analytics core"): fixes gather into a cluster
 while each lies within `stop_radius_m` of the cluster's centre (the mean of its
 fixes), allowing for the fix's own accuracy up to `stop_accuracy_allowance_m`,
 and the device does not report moving (a trusted device speed above
-`stop_max_speed_mps`). One stray fix is ignored; two fixes
+`stop_max_speed_mps`). One stray fix is ignored (and so are repeats of its
+exact coordinates when it ended a silence of `stale_fix_gap_s`: a phone's
+cached fix sent again); two fixes
 in a row away end the cluster, which restarts from those of them standing still. A cluster
 lasting `stop_min_duration_s` (first to last fix) is a stop, announced once the
 visit is confirmed and only if it began while the device was inside; it ends at
@@ -64,6 +66,11 @@ class StopTracker:
         if self.away_ms is None:
             self.away_ms, self.away_lat, self.away_lon = t, lat, lon
             self.away_still = still
+            return
+        if lat == self.away_lat and lon == self.away_lon and \
+                self.away_ms - self.last_ms >= cfg.stale_fix_gap_s * 1000.0:
+            # The same coordinates to the last digit as a stray fix that ended a silence: the phone
+            # repeating its cached fix, not a second measurement. One stale fix is one stray fix.
             return
         # Two fixes in a row away: whatever stop there was is over; start again from those
         # of the two that were standing still.

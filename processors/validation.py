@@ -70,19 +70,37 @@ def check_in_order(st, p: Ping, cfg: ProcessingConfig) -> str | None:
     against one: the anchor was the outlier (a wild first fix, say), so the new
     fix is accepted and becomes the anchor. Without that, one bad anchor would
     reject a device's track for good.
+
+    The other way round, an outlier can be accepted: one 150-600 m off that claims
+    good accuracy from a fix seconds before can be within the speed bound once both
+    accuracies are given back. The next good fix then looks too fast from it; if it
+    is consistent with the anchor before it (`st.before`), the outlier was a spike
+    between two fixes that agree, and the good fix is accepted, not lost.
     """
     acc = p.accuracy_m
     good = acc is None or acc <= cfg.max_accuracy_m
     fix = (p.ts_ms, p.lat, p.lon, acc or 0.0)
     anchor = st.anchor
+    if anchor is not None and p.ts_ms <= anchor[0]:
+        # Fixes come out of the reorder window in time order unless the device's clock went back
+        # and the window followed it: speeds across that step mean nothing, so start afresh.
+        anchor = st.anchor = st.suspect = st.before = None
     if anchor is None or implied_speed_mps(anchor[0], anchor[1], anchor[2], anchor[3], p) <= cfg.max_speed_mps:
         if good:
+            st.before = anchor
             st.anchor = fix
             st.suspect = None
+        return None
+    before = st.before
+    if good and before is not None and \
+            implied_speed_mps(before[0], before[1], before[2], before[3], p) <= cfg.max_speed_mps:
+        st.anchor = fix                 # the anchor was a spike; `before` stays the last fix before it
+        st.suspect = None
         return None
     suspect = st.suspect
     if good and suspect is not None and \
             implied_speed_mps(suspect[0], suspect[1], suspect[2], suspect[3], p) <= cfg.max_speed_mps:
+        st.before = suspect
         st.anchor = fix
         st.suspect = None
         return None

@@ -21,6 +21,14 @@ flips it.
   inside fix cancels it (a brief excursion stays in the visit); a firm outside
   fix `exit_confirm_s` after the exit began confirms it, and the visit ends at
   its last inside fix.
+* Silence: signal loss closes the visit (a row with end_reason signal_lost),
+  but a visit the device went silent inside is kept, `lost`. If the next fix
+  is inside the same hot spot within `gap_bridge_max_s` of the last inside fix
+  and could have been walked to (`gap_bridge_max_mps`, accuracies given back),
+  the visit goes on: same visit id, so its later row replaces the signal_lost
+  one, and the silence is counted as `inferred_s`. Any other next fix drops
+  it. The live worker (signal loss seen by its timer) and replay (seen by the
+  next fix) go through the same close and the same resume, so they agree.
 * Dwell: the time from the first to the last inside fix (every interval
   between them counts: a gap of `signal_loss_s` or more would have ended the
   visit) plus, at each end, half the interval to the neighbouring fix, at most
@@ -30,7 +38,8 @@ flips it.
 from __future__ import annotations
 
 from processors.config import ProcessingConfig
-from processors.model import VisitEnded, VisitStarted, visit_id
+from processors.geo import distance_m
+from processors.model import VisitEnded, VisitProgress, VisitStarted, visit_id
 from processors.modes import ModeTracker
 from processors.stops import StopTracker
 
@@ -41,7 +50,8 @@ _new = object.__new__
 
 class Track:
     __slots__ = ("hotspot_id", "phase", "first_ms", "firm_ms", "edge_in_ms", "last_in_ms", "exit_since_ms",
-                 "after_in_ms", "n_in", "n_pending", "stop_count", "stop")
+                 "after_in_ms", "n_in", "n_pending", "stop_count", "stop",
+                 "in_lat", "in_lon", "inferred_ms", "lost")
 
     def __init__(self, hotspot_id: str, t: int, firm: bool, edge_in_ms: float) -> None:
         self.hotspot_id = hotspot_id
@@ -56,9 +66,12 @@ class Track:
         self.n_pending = 0                 # fixes after last_in_ms
         self.stop_count = 0
         self.stop = StopTracker()
+        self.in_lat = self.in_lon = None   # position of the last inside fix
+        self.inferred_ms = 0.0             # silences bridged
+        self.lost = False                  # closed by signal loss while inside: may resume
 
     def observe(self, device_id: str, t: int, inside: bool, edge: bool, cfg: ProcessingConfig,
-                events: list) -> bool:
+                events: list, lat: float | None = None, lon: float | None = None) -> bool:
         """One usable fix. Returns False when the track is over (candidate cancelled or visit closed)."""
         if self.phase != OPEN:
             if not inside:
@@ -66,6 +79,7 @@ class Track:
             self.n_in += self.n_pending + 1
             self.n_pending = 0
             self.last_in_ms = t
+            self.in_lat, self.in_lon = lat, lon
             self.after_in_ms = None
             if not edge:
                 if self.firm_ms is None:
@@ -83,6 +97,7 @@ class Track:
             self.n_in += self.n_pending + 1
             self.n_pending = 0
             self.last_in_ms = t
+            self.in_lat, self.in_lon = lat, lon
             return True
         self.n_pending += 1
         if self.after_in_ms is None:
@@ -106,9 +121,41 @@ class Track:
         if self.after_in_ms is None:
             self.after_in_ms = t
 
+    def may_resume(self) -> bool:
+        """After a signal-loss close: the visit was open and its last fix was inside, so it may go on."""
+        return self.phase == OPEN and self.n_pending == 0 and self.in_lat is not None
+
+    def resume(self, t: int, lat: float, lon: float, acc_m: float, cfg: ProcessingConfig) -> bool:
+        """The first fix after the silence, inside this hot spot: go on if it is in time and walkable
+        (its accuracy given back twice: the last fix's is not kept, and a device's accuracy is steady)."""
+        gap_ms = t - self.last_in_ms
+        if not 0 < gap_ms <= cfg.gap_bridge_max_s * 1000.0:   # (<= 0: the device's clock went back)
+            return False
+        d = distance_m(self.in_lat, self.in_lon, lat, lon) - 2.0 * acc_m
+        if d > cfg.gap_bridge_max_mps * gap_ms / 1000.0:
+            return False
+        self.lost = False
+        self.inferred_ms += gap_ms
+        self.stop = StopTracker()          # the stop before the silence was ended with the signal_lost row
+        return True
+
+    def progress(self, device_id: str, mode: ModeTracker) -> VisitProgress | None:
+        """An open visit's dwell so far (to its last inside fix, no credit past it); None unless open."""
+        if self.phase != OPEN or self.lost:
+            return None
+        a = self.first_ms - self.edge_in_ms
+        b = self.last_in_ms
+        foot_s, vehicle_s, stationary_s = mode.seconds(a, b)
+        dwell_s = round((b - a) / 1000.0, 3)
+        inferred_s = round(self.inferred_ms / 1000.0, 3)
+        return VisitProgress(visit_id(device_id, self.hotspot_id, self.first_ms), device_id, self.hotspot_id,
+                             self.first_ms, self.last_in_ms, dwell_s, round(dwell_s - inferred_s, 3), inferred_s,
+                             round(foot_s, 3), round(vehicle_s, 3), round(stationary_s, 3), self.stop_count,
+                             self.n_in)
+
     def close(self, device_id: str, reason: str, mode: ModeTracker, cfg: ProcessingConfig, events: list) -> None:
         """Emit the end of the visit (its stop first) if it was confirmed; a candidate just disappears."""
-        if self.phase != OPEN:
+        if self.phase != OPEN or self.lost:
             return
         edge_out_ms = 0.0
         if self.after_in_ms is not None:
@@ -119,9 +166,12 @@ class Track:
         b = self.last_in_ms + edge_out_ms
         foot_s, vehicle_s, stationary_s = mode.seconds(a, b)
         self.stop.end(device_id, self.hotspot_id, self.last_in_ms, events)
+        dwell_s = round((b - a) / 1000.0, 3)
+        inferred_s = round(self.inferred_ms / 1000.0, 3)
         events.append(VisitEnded(visit_id(device_id, self.hotspot_id, self.first_ms), device_id, self.hotspot_id,
-                                 self.first_ms, self.last_in_ms, round((b - a) / 1000.0, 3), round(foot_s, 3),
-                                 round(vehicle_s, 3), round(stationary_s, 3), self.stop_count, self.n_in, reason))
+                                 self.first_ms, self.last_in_ms, dwell_s, round(foot_s, 3),
+                                 round(vehicle_s, 3), round(stationary_s, 3), self.stop_count, self.n_in, reason,
+                                 round(dwell_s - inferred_s, 3), inferred_s))
 
     # ------------------------------------------------------------------ state
     def copy(self) -> "Track":
@@ -139,17 +189,23 @@ class Track:
         c.n_pending = self.n_pending
         c.stop_count = self.stop_count
         c.stop = self.stop.copy()
+        c.in_lat = self.in_lat
+        c.in_lon = self.in_lon
+        c.inferred_ms = self.inferred_ms
+        c.lost = self.lost
         return c
 
     def to_list(self) -> list:
         return [self.hotspot_id, self.phase, self.first_ms, self.firm_ms, self.edge_in_ms, self.last_in_ms,
                 self.exit_since_ms, self.after_in_ms, self.n_in, self.n_pending, self.stop_count,
-                self.stop.to_list()]
+                self.stop.to_list(), self.in_lat, self.in_lon, self.inferred_ms, self.lost]
 
     @classmethod
     def from_list(cls, v: list) -> "Track":
         tr = cls.__new__(cls)
         (tr.hotspot_id, tr.phase, tr.first_ms, tr.firm_ms, tr.edge_in_ms, tr.last_in_ms, tr.exit_since_ms,
-         tr.after_in_ms, tr.n_in, tr.n_pending, tr.stop_count, stop) = v
+         tr.after_in_ms, tr.n_in, tr.n_pending, tr.stop_count, stop) = v[:12]
         tr.stop = StopTracker.from_list(stop)
+        # Device state version 1 wrote twelve fields: no position, nothing bridged, not lost.
+        tr.in_lat, tr.in_lon, tr.inferred_ms, tr.lost = v[12:] if len(v) > 12 else (None, None, 0.0, False)
         return tr

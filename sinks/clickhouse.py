@@ -20,11 +20,13 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from streams.settings import mask_url as mask_dsn  # noqa: F401  (the one masking function, under its old name)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -34,16 +36,16 @@ class StoreBusy(Exception):
     """The embedded store is owned by another running process."""
 
 
+class StoreMissing(Exception):
+    """No embedded store exists at the path a read-only query was asked to read."""
+
+
 def is_embedded(dsn: str) -> bool:
     return dsn.startswith("chdb:")
 
 
-def mask_dsn(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    if parts.password:
-        netloc = f"{parts.username}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return dsn
+def embedded_path(dsn: str) -> Path:
+    return Path(urlsplit(dsn).path)
 
 
 def _locked_by_another_process(store: Path) -> bool:
@@ -81,22 +83,27 @@ def make_client(dsn: str, database: str | None = None, **settings) -> Client:
     return clickhouse_connect.get_client(dsn=dsn, database=database, settings=settings or None)
 
 
-def query_readonly(client: Client, sql: str) -> tuple[list[str], list[str], list[tuple]]:
-    """Run one read-only query: (column names, column types, rows), names and types also when no row came back.
+def make_readonly_client(dsn: str, database: str | None, settings: dict) -> Client:
+    """A client for one analyst query: `settings` (the limits, then readonly=1; sinks/sql_guard.py) hold for
+    every statement run on it after it is built, and none of those statements can change them.
 
-    clickhouse-connect over chDB answers an empty result with no columns at all, which would print a table
-    without its header; the query is then described (`DESCRIBE (...)`) for its columns. Statements that cannot
-    be described (SHOW ...) keep no columns.
+    They are applied in their order once clickhouse-connect has read the server's settings (its own query,
+    which a row limit below ~2,000 would break). Embedded: `SET` on this client's own chDB handle, session
+    state no other handle sees (the worker's writer keeps its own); a path without a store is StoreMissing,
+    never created. Server: parameters of every request.
     """
-    result = client.query(sql, settings={"readonly": 1})
-    names, types = list(result.column_names), [t.name for t in result.column_types]
-    if not names and not result.result_rows:
+    if is_embedded(dsn):
+        path = embedded_path(dsn)
+        # metadata/: ClickHouse has created something here; status: an engine has it open right now.
+        if not ((path / "metadata").is_dir() or (path / "status").exists()):
+            raise StoreMissing(f"no ClickHouse store at {path}")
         try:
-            described = client.query(f"DESCRIBE ({sql.strip().rstrip(';')})", settings={"readonly": 1}).result_rows
+            return clickhouse_connect.get_client(dsn=dsn, database=database, settings=dict(settings))
         except ClickHouseError:
-            described = []
-        names, types = [str(r[0]) for r in described], [str(r[1]) for r in described]
-    return names, types, result.result_rows
+            if _locked_by_another_process(path):
+                raise StoreBusy(f"the embedded ClickHouse store {path} is in use by another process") from None
+            raise
+    return clickhouse_connect.get_client(dsn=dsn, database=database, settings=dict(settings))
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,18 @@ a free port, in a daemon thread, answering
     POST /query   Authorization: Bearer <token>
                   {"sql": "SELECT ...", "format": "json"}
 
-with a client of its own that only ever runs queries with readonly=1 (no
-writes, no DDL, no settings changes, no file() or url() table functions).
+Each request is checked and run by sinks/sql_guard.py on a chDB handle of its
+own, opened with readonly=1 and the `sql_max_*` limits as session settings:
+one read-only statement, nothing shared with another request. The query runs
+in a thread of its own while the request's thread watches the client's
+socket; if the client goes away first, the query is killed (KILL QUERY by its
+`log_comment` tag, from the owner's own handle), so an abandoned query does
+not hold the engine until `sql_max_execution_time_s` cuts it.
 "json" answers {"columns": [...], "types": [...], "rows": [[...], ...]}
 (values JSON can't carry, such as dates, as their str()); any other ClickHouse
 output format name (CSVWithNames, JSONEachRow, ...) answers that format as text.
-ClickHouse errors answer 400 {"error": "<first line>"}, a missing or wrong
-token 401.
+A refused query or a ClickHouse error answers 400 {"error": "<one line>"}, a
+missing or wrong token 401.
 
 Where to find it: `<data_dir>/clickhouse.owner`, JSON {pid, host, port, token,
 store, database, started_ms}, mode 0600 so only the same OS user (who could
@@ -33,6 +38,8 @@ import logging
 import os
 import re
 import secrets
+import select
+import socket
 import threading
 import time
 import urllib.error
@@ -42,14 +49,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from clickhouse_connect.driver.exceptions import ClickHouseError
-
-from sinks.clickhouse import is_embedded, make_client, mask_dsn, query_readonly
+from sinks.clickhouse import is_embedded, make_client, mask_dsn
+from sinks.sql_guard import (QueryFailed, QueryNotAllowed, ReadonlyLimits, new_tag, run_readonly_query,
+                             run_readonly_raw)
 
 log = logging.getLogger(__name__)
 
 OWNER_FILE = "clickhouse.owner"
 MAX_REQUEST_BYTES = 1 << 20
+WATCH_INTERVAL_S = 0.2  # how often a running query's client is checked for having gone away
 _FORMAT = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 
 
@@ -114,28 +122,81 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError):
             self._error(400, 'body must be {"sql": "...", "format": "json" or a ClickHouse format name}')
             return
-        try:
-            if fmt == "json":
-                columns, types, rows = query_readonly(self.server.client, sql)
-                body = json.dumps({"columns": columns, "types": types, "rows": rows}, default=str).encode()
-                self._reply(200, body)
-            else:
-                body = self.server.client.raw_query(sql, fmt=fmt, settings={"readonly": 1})
-                self._reply(200, body, "text/plain; charset=utf-8")
-        except ClickHouseError as exc:
-            self._error(400, _first_line(exc))
-        except Exception as exc:  # a bug here must not kill the owner's server thread
-            log.exception("query server failed on a query")
-            self._error(500, _first_line(exc))
+        tag, cancelled, outcome = new_tag(), threading.Event(), {}
+
+        def run() -> None:
+            try:
+                if fmt == "json":
+                    r = run_readonly_query(self.server.dsn, self.server.database, sql, self.server.limits, tag, cancelled)
+                    outcome["reply"] = (json.dumps({"columns": r.columns, "types": r.types, "rows": r.rows},
+                                                   default=str).encode(), "application/json")
+                else:
+                    body = run_readonly_raw(self.server.dsn, self.server.database, sql, fmt, self.server.limits,
+                                            tag, cancelled)
+                    outcome["reply"] = (body, "text/plain; charset=utf-8")
+            except BaseException as exc:  # handed to the request's thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name="query-server-query", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(WATCH_INTERVAL_S)
+            if worker.is_alive() and _client_gone(self.connection):
+                cancelled.set()
+                while worker.is_alive():  # the statement may not be in system.processes yet: kill until it ends
+                    self.server.kill(tag)
+                    worker.join(WATCH_INTERVAL_S)
+                log.info("query server: the client went away; its query was cancelled")
+                self.close_connection = True
+                return
+        error = outcome.get("error")
+        if isinstance(error, (QueryNotAllowed, QueryFailed)):
+            self._error(400, str(error))
+        elif error is not None:  # a bug here must not kill the owner's server thread
+            log.error("query server failed on a query", exc_info=error)
+            self._error(500, _first_line(error))
+        else:
+            self._reply(200, *outcome["reply"])
+
+
+def _client_gone(conn: socket.socket) -> bool:
+    """Whether the peer closed its end: hung up, or readable with nothing to read (poll: the owner may hold
+    more than select()'s 1,024 descriptors)."""
+    try:
+        poller = select.poll()
+        poller.register(conn, select.POLLIN | select.POLLRDHUP)
+        events = poller.poll(0)
+        if not events:
+            return False
+        if events[0][1] & (select.POLLHUP | select.POLLERR | select.POLLRDHUP | select.POLLNVAL):
+            return True
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 resets connections when a few analysts' scripts ask at once
 
-    def __init__(self, address, token: str, client):
+    def __init__(self, address, token: str, dsn: str, database: str, limits: ReadonlyLimits, control):
         super().__init__(address, _Handler)
         self.token = token
-        self.client = client
+        self.dsn = dsn
+        self.database = database
+        self.limits = limits
+        self._control = control  # the owner's own handle: only ever runs KILL QUERY for a tag we made
+        self._control_lock = threading.Lock()
+
+    def kill(self, tag: str) -> None:
+        with self._control_lock:
+            try:
+                self._control.command("KILL QUERY WHERE Settings['log_comment'] = {tag:String} ASYNC",
+                                      parameters={"tag": tag})
+            except Exception:
+                log.warning("query server: could not kill an abandoned query", exc_info=True)
 
 
 @dataclass
@@ -163,9 +224,9 @@ class QueryServer:
         self._server.server_close()
         self._thread.join(timeout=10)
         try:
-            self._server.client.close()
+            self._server._control.close()
         except Exception:
-            log.debug("closing the read-only client", exc_info=True)
+            log.debug("closing the query server's control client", exc_info=True)
 
     def __enter__(self) -> QueryServer:
         return self
@@ -197,11 +258,18 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def serve_readonly_queries(dsn: str, data_dir: str | os.PathLike[str], database: str = "hotspot",
-                           host: str = "127.0.0.1") -> QueryServer:
-    """Start answering read-only queries for `hotspot sql`; call in the process that owns the store."""
-    client = make_client(dsn, database=database)
+                           host: str = "127.0.0.1", limits: ReadonlyLimits | None = None) -> QueryServer:
+    """Start answering read-only queries for `hotspot sql`; call in the process that owns the store.
+
+    `limits`: per query; default the `sql_max_*` settings in force.
+    """
+    if limits is None:
+        from streams.settings import get_settings
+
+        limits = ReadonlyLimits.from_settings(get_settings())
+    control = make_client(dsn)
     token = secrets.token_urlsafe(32)
-    server = _Server((host, 0), token, client)
+    server = _Server((host, 0), token, dsn, database, limits, control)
     thread = threading.Thread(target=server.serve_forever, name="clickhouse-query-server", daemon=True)
     thread.start()
     port = server.server_address[1]

@@ -31,6 +31,19 @@ def _f(value: float | None) -> float:
     return 0.0 if value is None else float(value)
 
 
+def visit_progress_row(v) -> dict[str, Any]:
+    """The visits row of an open visit's dwell so far (processors.model.VisitProgress): open, with a
+    version from its last inside fix, so it replaces the visit's start and earlier progress, and its end
+    (a higher version: closed, and never earlier than the last inside fix) replaces it."""
+    return {
+        "visit_id": v.visit_id, "device_id": v.device_id, "hotspot_id": v.hotspot_id,
+        "entered_at": v.entered_ms, "exited_at": None, "dwell_s": float(v.dwell_s),
+        "observed_s": float(v.observed_s), "inferred_s": float(v.inferred_s), "foot_s": float(v.foot_s),
+        "vehicle_s": float(v.vehicle_s), "stationary_s": float(v.stationary_s), "stop_count": int(v.stop_count),
+        "ping_count": int(v.ping_count), "end_reason": VISIT_OPEN, "version": state_version(v.last_in_ms, False),
+    }
+
+
 def patrol_event_row(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """(table, row) for a PatrolEvent: visits for visit_*, stops for stop_*, mode_segments for mode_segment."""
     kind = event["type"]
@@ -44,6 +57,9 @@ def patrol_event_row(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             "entered_at": v["entered_ms"],
             "exited_at": v["exited_ms"] if closed else None,
             "dwell_s": _f(v["dwell_s"]),
+            # Writers before observed/inferred existed bridged nothing: all their dwell was observed.
+            "observed_s": _f(v["dwell_s"] if v.get("observed_s") is None else v["observed_s"]),
+            "inferred_s": _f(v.get("inferred_s")),
             "foot_s": _f(v["foot_s"]),
             "vehicle_s": _f(v["vehicle_s"]),
             "stationary_s": _f(v["stationary_s"]),
@@ -252,7 +268,9 @@ def rejected_row(rejected: Mapping[str, Any], reject_id: str) -> dict[str, Any]:
     topic/partition/offset it was read from, or the pings offset it was made from.
     """
     p = rejected.get("ping") or {}
-    received = p.get("received_ms", rejected["rejected_ms"])
+    # A backfilled ping has no arrival time (received_ms 0): the table's TTL counts from
+    # received_at, and 1970 would drop the row at once, so it takes the rejection time.
+    received = p.get("received_ms") or rejected["rejected_ms"]
     return {
         "reject_id": reject_id,
         "device_id": rejected.get("device_id") or p.get("device_id") or "",

@@ -8,6 +8,13 @@ only when it answers a metadata request, and stopping exactly that process.
 A data directory holds one broker: `server.properties`, `cluster.id`,
 `broker.pid`, `broker.log` (log4j2) and `broker.out` (JVM stdout/stderr), and
 the log segments under `data/`. Two brokers can never share one.
+
+It listens on 127.0.0.1 only. With `HOTSPOT_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT`
+its client listener requires SCRAM (SHA-256 or SHA-512) and its controller
+listener SASL/PLAIN with a password of its own (`controller.secret`): the
+configured user, and an internal one for the broker itself, are created with
+Kafka's own storage tool when the data directory is formatted, so a directory
+keeps the security it was formatted with (`security`).
 """
 from __future__ import annotations
 
@@ -21,10 +28,12 @@ import subprocess
 import time
 import uuid
 import base64
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from streams.kafka import KafkaSecurity
 from streams.settings import REPO_ROOT, Settings
 
 INFRA_KAFKA = REPO_ROOT / "infra" / "kafka"
@@ -32,6 +41,10 @@ POM = INFRA_KAFKA / "pom.xml"
 LOG4J2 = INFRA_KAFKA / "log4j2.xml"
 TEMPLATE = INFRA_KAFKA / "server.properties.template"
 MIN_JAVA = 17
+BROKER_USER = "hotspot-broker"          # the broker's own SCRAM user (inter-broker listener)
+CONTROLLER_USER = "hotspot-controller"  # SASL/PLAIN user of the controller listener
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+_SCRAM_UNSAFE = re.compile(r'[,\[\]="\\\s]')  # would break the storage tool's `name=...,password=...` syntax
 
 
 class BrokerError(Exception):
@@ -140,7 +153,18 @@ class BrokerStatus:
 
 class LocalBroker:
     def __init__(self, data_dir: Path, port: int, controller_port: int, heap: str = "512m",
-                 jars_root: Path | None = None, partitions: int = 4):
+                 jars_root: Path | None = None, partitions: int = 4, security: KafkaSecurity | None = None):
+        self.security = security or KafkaSecurity()
+        if self.security.protocol not in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            raise BrokerError(f"the local broker speaks PLAINTEXT or SASL_PLAINTEXT (loopback only), not "
+                              f"{self.security.protocol}: for TLS point HOTSPOT_KAFKA_BOOTSTRAP at your cluster")
+        if self.security.sasl and self.security.sasl_mechanism not in SCRAM_MECHANISMS:
+            raise BrokerError(f"the local broker authenticates with {' or '.join(SCRAM_MECHANISMS)}, "
+                              f"not {self.security.sasl_mechanism}")
+        if self.security.sasl and (_SCRAM_UNSAFE.search(self.security.username)
+                                   or _SCRAM_UNSAFE.search(self.security.password)):
+            raise BrokerError("for the local broker the SASL user name and password may not contain "
+                              "spaces or any of , [ ] = \" \\")
         self.dir = Path(data_dir).resolve()
         self.port = port
         self.controller_port = controller_port
@@ -151,7 +175,7 @@ class LocalBroker:
     @classmethod
     def from_settings(cls, s: Settings) -> "LocalBroker":
         return cls(s.kafka_data_dir, s.kafka_port, s.kafka_controller_port, s.kafka_heap,
-                   s.kafka_jars_dir, s.partitions)
+                   s.kafka_jars_dir, s.partitions, KafkaSecurity.from_settings(s))
 
     # --- paths -----------------------------------------------------------------
     @property
@@ -196,12 +220,68 @@ class LocalBroker:
             return None
         return pid
 
-    def _render_properties(self) -> None:
-        text = Template(TEMPLATE.read_text()).substitute(
+    @property
+    def security_file(self) -> Path:
+        return self.dir / "security"
+
+    def _secret(self, name: str) -> str:
+        """A random password of this data directory, made once (the file is private to the user)."""
+        f = self.dir / name
+        if not f.is_file():
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(24) + "\n")
+        return f.read_text().strip()
+
+    def render_properties(self) -> str:
+        """The broker's server.properties for this directory's ports and security."""
+        sasl = self.security.sasl
+        block = ""
+        if sasl:
+            broker_pw, controller_pw = self._secret("broker.secret"), self._secret("controller.secret")
+            scram = 'org.apache.kafka.common.security.scram.ScramLoginModule required username="%s" password="%s";'
+            plain = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="%s" password="%s" '
+                     'user_%s="%s";')
+            block = "\n".join([
+                "# SASL: SCRAM for clients, PLAIN with an internal password on the controller listener.",
+                "sasl.enabled.mechanisms=" + ",".join(SCRAM_MECHANISMS),
+                "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+                *(f"listener.name.sasl_plaintext.{m.lower()}.sasl.jaas.config=" + scram % (BROKER_USER, broker_pw)
+                  for m in SCRAM_MECHANISMS),
+                "sasl.mechanism.controller.protocol=PLAIN",
+                "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                "listener.name.controller.plain.sasl.jaas.config="
+                + plain % (CONTROLLER_USER, controller_pw, CONTROLLER_USER, controller_pw),
+            ])
+        return Template(TEMPLATE.read_text()).substitute(
             port=self.port, controller_port=self.controller_port,
             log_dirs=self.log_dirs, partitions=self.partitions,
+            client_listener=self.security.protocol,
+            controller_protocol="SASL_PLAINTEXT" if sasl else "PLAINTEXT",
+            sasl=block,
         )
-        self.properties.write_text(text)
+
+    def _render_properties(self) -> None:
+        self.properties.write_text(self.render_properties())
+
+    def _check_formatted_security(self) -> None:
+        """A directory keeps the security it was formatted with: its users live in its metadata."""
+        if not (self.log_dirs / "meta.properties").is_file():
+            return
+        formatted = self.security_file.read_text().strip() if self.security_file.is_file() else "PLAINTEXT"
+        if formatted != self.security.protocol:
+            raise BrokerError(f"the broker data in {self.dir} was formatted for {formatted}, not "
+                              f"{self.security.protocol}: stop it and remove {self.dir} to start afresh")
+
+    def _scram_arguments(self) -> list[str]:
+        if not self.security.sasl:
+            return []
+        broker_pw = self._secret("broker.secret")
+        args = []
+        for m in SCRAM_MECHANISMS:
+            args += ["--add-scram", f"{m}=[name={BROKER_USER},password={broker_pw}]",
+                     "--add-scram", f"{m}=[name={self.security.username},password={self.security.password}]"]
+        return args
 
     def _format_once(self, java: str, classpath: str) -> None:
         if (self.log_dirs / "meta.properties").is_file():
@@ -215,11 +295,13 @@ class LocalBroker:
             [java, f"-Dkafka.logs.dir={self.dir}", f"-Dlog4j2.configurationFile={LOG4J2}",
              "-cp", classpath, "kafka.tools.StorageTool", "format",
              # `=` form: a base64 id may begin with "-", which would read as an option.
-             f"--cluster-id={cluster_id}", f"--config={self.properties}", "--ignore-formatted"],
+             f"--cluster-id={cluster_id}", f"--config={self.properties}", "--ignore-formatted",
+             *self._scram_arguments()],
             capture_output=True, text=True,
         )
         if proc.returncode != 0:
             raise BrokerError(f"formatting Kafka storage failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
+        self.security_file.write_text(self.security.protocol + "\n")
 
     def start(self, timeout_s: float = 90.0, log=print) -> int:
         """Start the broker; return its pid once it answers a metadata request."""
@@ -233,7 +315,10 @@ class LocalBroker:
                 raise BrokerError(f"port {port} on 127.0.0.1 is in use; choose others with --port/--controller-port")
         jars = ensure_jars(self.jars_root, log=log)
         classpath = str(jars / "*")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        from streams.datadir import private_dir
+
+        private_dir(self.dir)
+        self._check_formatted_security()
         self._render_properties()
         self._format_once(java, classpath)
         cmd = [
@@ -256,7 +341,7 @@ class LocalBroker:
     async def _wait_ready(self, proc: subprocess.Popen, timeout_s: float) -> None:
         from streams.kafka import wait_for_metadata
 
-        waiter = asyncio.ensure_future(wait_for_metadata(self.bootstrap, timeout_s))
+        waiter = asyncio.ensure_future(wait_for_metadata(self.bootstrap, timeout_s, self.security))
         try:
             while not waiter.done():
                 if proc.poll() is not None:
@@ -315,5 +400,5 @@ class LocalBroker:
         if pid is not None:
             from streams.kafka import describe_topics
 
-            topics = asyncio.run(describe_topics(self.bootstrap))
+            topics = asyncio.run(describe_topics(self.bootstrap, self.security))
         return BrokerStatus(pid is not None, pid, self.bootstrap, kafka_version(), self.dir, topics)

@@ -53,8 +53,11 @@ class Stats:
             log.warning("%s", text)
 
 
-def register_devices(data_dir: Path, device_ids: Sequence[str]) -> dict[str, str]:
+def register_devices(data_dir: Path, device_ids: Sequence[str], osmand: Sequence[str] = ()) -> dict[str, str]:
     """A fresh secret for each device id, as `hotspot devices add --json` issues it.
+
+    Ids in `osmand` are registered as `hotspot devices add --osmand` does: their
+    secret is the random OsmAnd identifier they send as `id`.
 
     The store keeps only hashes, so the secret of an id registered by an earlier
     run cannot be recovered: such an id is revoked and registered again, which
@@ -66,11 +69,12 @@ def register_devices(data_dir: Path, device_ids: Sequence[str]) -> dict[str, str
     try:
         secrets = {}
         for device_id in device_ids:
+            for_osmand = device_id in osmand
             try:
-                _, secret = store.add(device_id, "device")
+                _, secret = store.add(device_id, "device", osmand=for_osmand)
             except CredentialError:
                 store.revoke(device_id, "device")
-                _, secret = store.add(device_id, "device")
+                _, secret = store.add(device_id, "device", osmand=for_osmand)
             secrets[device_id] = secret
         return secrets
     finally:
@@ -98,8 +102,8 @@ def _owntracks(p) -> dict:
     return {k: v for k, v in msg.items() if v is not None and v == v}
 
 
-def _osmand(p) -> dict:
-    params = {"id": p.device_id, "lat": repr(p.lat), "lon": repr(p.lon), "timestamp": str(int(p.ts_ms)),
+def _osmand(p, identifier: str) -> dict:
+    params = {"id": identifier, "lat": repr(p.lat), "lon": repr(p.lon), "timestamp": str(int(p.ts_ms)),
               "accuracy": p.accuracy_m, "altitude": p.altitude_m, "bearing": p.heading_deg,
               "speed": None if p.speed_mps is None else p.speed_mps * MPS_KNOTS, "batt": p.battery}
     return {k: (v if isinstance(v, str) else repr(v)) for k, v in params.items() if v is not None and v == v}
@@ -122,7 +126,7 @@ def build_request(protocol: str, device_id: str, secret: str, pings: list) -> tu
                 orjson.dumps(body[0] if len(body) == 1 else body))
     if protocol == "osmand":
         (p,) = pings
-        return "GET", "/v1/osmand?" + urlencode(_osmand(p)), {}, None
+        return "GET", "/v1/osmand?" + urlencode(_osmand(p, secret)), {}, None  # the identifier is the secret
     raise ValueError(f"unknown protocol {protocol!r}")
 
 

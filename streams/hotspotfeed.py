@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import Codec
-from streams.kafka import ensure_topics, make_producer
+from streams.kafka import ensure_topics, make_consumer, make_producer
 
 TOPIC = "hotspots"
 log = logging.getLogger(__name__)
@@ -119,8 +119,8 @@ class CompactedFeed:
         self._task: asyncio.Task | None = None
 
     async def start(self, timeout_s: float = 60.0) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                          auto_offset_reset="earliest", group_id=None)
+        self._consumer = make_consumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                       auto_offset_reset="earliest", group_id=None)
         try:
             await self._consumer.start()
         except BaseException:

@@ -26,13 +26,17 @@ worker skip them. Nothing is lost and nothing is counted twice; events on
 
 Held pings. The processors hold each live ping for at most `reorder_hold_s`
 of arrival time (processors.reorder), so that a ping overtaken in the network
-can still be put back in order. Every turn of the loop (at least every batch
-window) releases what has served its hold, on each partition's arrival clock:
-the newest `received_ms` handled from the partition, or the wall clock once
-the partition has been handled to its end. Judged so, a release never comes
-before a ping the data would have waited for is read, so after a restart (a
-backlog) the result is what an uninterrupted run gives. The Faust timer does
-the same for silence (`signal_loss_s`) every `worker_expire_interval_s`.
+can still be put back in order. Arrival is the time the broker appended the
+ping to `pings` (the topic stamps LogAppendTime, streams.kafka.ARRIVAL_CLOCK),
+which never decreases along a partition. Every turn of the loop (at least
+every batch window) releases what has served its hold, on each partition's
+arrival clock: the newest arrival handled from the partition, or, once a fresh
+look at the log end shows the partition handled to its end, the wall clock as
+it was before that look. Judged so, a release never comes before a ping that
+arrived in time is read, whatever the loop's speed: after a restart (a
+backlog) and on a busy machine the result is what replaying the same pings
+with their arrival times gives. The Faust timer does the same for silence
+(`signal_loss_s`) every `worker_expire_interval_s`.
 
 Why a plain aiokafka consumer rather than a Faust agent stream: Faust delivers
 each record as its own event through its conductor, and at 20,000 pings/s that
@@ -51,10 +55,10 @@ import time
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from processors.batch import BatchResult, expire, process_batch
+from processors.batch import BatchResult, expire, open_visits, process_batch
 from processors.device import DeviceState
 from processors.geofence import HotspotIndex
-from processors.model import IMPLIED_SPEED, Ping
+from processors.model import IMPLIED_SPEED, TIME_JUMP, Ping
 from processors.reorder import hold_expired
 from processors.visits import OPEN
 from schemas.codec import Codec, CodecError
@@ -64,7 +68,7 @@ from sinks.query_server import serve_readonly_queries
 from sinks.writer import ClickHouseWriter, RetryPolicy, is_permanent
 from streams import rows
 from streams.hotspotfeed import CompactedFeed, HotspotFeed
-from streams.kafka import make_producer
+from streams.kafka import make_consumer, make_producer
 from streams.settings import Settings
 from streams.statestore import DeviceStates
 
@@ -72,6 +76,7 @@ log = logging.getLogger("hotspot.worker")
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a bug, the supervisor should restart us and someone should look
 GROUP_ID = "hotspot-worker"
 PINGS = "pings"
+LOG_APPEND_TIME = 1  # ConsumerRecord.timestamp_type of a record stamped by the broker
 
 
 def _open_store_when_available(settings: Settings) -> None:
@@ -123,7 +128,7 @@ class _Rebalance(ConsumerRebalanceListener):
 class LivePipeline:
     """`client_factory`: opens the ClickHouse client for the writer (default: from the settings' DSN)."""
 
-    def __init__(self, settings: Settings, client_factory=None):
+    def __init__(self, settings: Settings, client_factory=None, joined_store: bool = False):
         self.settings = settings
         self.config = settings.processing_config()
         self.index = HotspotIndex.from_hotspots([])
@@ -147,15 +152,16 @@ class LivePipeline:
         self._caused_ms: list[int] = []                   # arrival of each event's causing fix, since that flush
         self._inside: set[str] = set()                    # devices with an open visit, for the gauge
         self._stopping = False
-        _open_store_when_available(settings)
+        if not joined_store:  # a joining worker writes through the owner (sinks.shared_store)
+            _open_store_when_available(settings)
         self.query_server = None
-        if is_embedded(settings.effective_clickhouse_dsn):
+        if is_embedded(settings.effective_clickhouse_dsn) and not joined_store:
             # This process owns the embedded store now: it answers `hotspot sql` for everyone else.
             self.query_server = serve_readonly_queries(settings.effective_clickhouse_dsn, settings.data_dir,
                                                        settings.clickhouse_database)
         self.writer = ClickHouseWriter(settings.effective_clickhouse_dsn, settings.clickhouse_database,
                                        max_rows=10 * settings.worker_batch_max, name="worker",
-                                       client_factory=client_factory)
+                                       client_factory=client_factory, arrow_inserts=True if joined_store else None)
 
     # --- hot spots ------------------------------------------------------------
     async def follow_hotspots(self) -> None:
@@ -204,7 +210,7 @@ class LivePipeline:
         s = self.settings
         self.producer = make_producer(s.bootstrap_servers, enable_idempotence=False, linger_ms=10)
         await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = make_consumer(
             bootstrap_servers=s.bootstrap_servers, group_id=GROUP_ID, client_id=f"{GROUP_ID}-{os.getpid()}",
             group_instance_id=s.worker_instance_id or None,
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_uncommitted",
@@ -285,8 +291,12 @@ class LivePipeline:
                                         rows.undecodable_record(msg, str(exc), received_ms)))
                     continue
             arrived = record["received_ms"]
-            if arrived is not None and arrived > clock.get(partition, 0):
-                clock[partition] = arrived
+            if arrived:  # None or 0: no arrival time (a backfill of history), event time alone orders it
+                if msg.timestamp_type == LOG_APPEND_TIME:
+                    # Arrival is when Kafka appended the ping (see streams.kafka.ARRIVAL_CLOCK).
+                    record["received_ms"] = arrived = msg.timestamp
+                if arrived > clock.get(partition, 0):
+                    clock[partition] = arrived
             did = record["device_id"]
             # At or below the highest offset applied: seen before a crash (saved state), or earlier
             # in this batch when a rebalance moved the partition back.
@@ -322,26 +332,41 @@ class LivePipeline:
                 caused.append(p.received_ms)
 
     async def _partition_clocks(self) -> dict[int, int]:
-        """Arrival clock per owned pings partition: the newest received_ms handled from it, or the wall
-        clock when it has been handled to its end (nothing that arrived earlier can still be unread).
+        """Arrival clock per owned pings partition, on the broker's append-time scale.
+
+        It is the newest arrival handled from the partition, or, when the partition
+        has been handled to its end, the wall clock as it was just before that end
+        was looked up (less `worker_arrival_margin_s`). Append times never decrease
+        along a partition, so at that clock every ping that arrived earlier has been
+        handled: a release on it is the release the data itself would have caused,
+        however long the loop took. The consumer's `highwater` is only a first look:
+        it is as old as the last fetch response, which after a long batch is seconds
+        stale, so a partition it shows as read to its end is confirmed with a fresh
+        request for the log end.
 
         A partition with neither (just assigned, nothing read yet) has no clock: nothing of it is released.
         """
         consumer = self.consumer
-        now_ms = int(time.time() * 1000)
         clocks: dict[int, int] = {}
+        maybe_at_end: dict[TopicPartition, int] = {}
         try:
             for tp in consumer.assignment():
                 if tp.topic != PINGS or not self.store.owns(tp.partition):
                     continue
                 clock = self._arrival_clock.get(tp.partition)
+                if clock is not None:
+                    clocks[tp.partition] = clock
                 highwater = consumer.highwater(tp)
                 if highwater is not None:  # None: no fetch answered yet
                     position = await self._handled_position(tp)
                     if position >= highwater:
-                        clock = now_ms if clock is None else max(clock, now_ms)
-                if clock is not None:
-                    clocks[tp.partition] = clock
+                        maybe_at_end[tp] = position
+            if maybe_at_end:
+                now_ms = int((time.time() - self.settings.worker_arrival_margin_s) * 1000)  # before the request
+                ends = await consumer.end_offsets(list(maybe_at_end))
+                for tp, position in maybe_at_end.items():
+                    if position >= ends[tp]:
+                        clocks[tp.partition] = max(clocks.get(tp.partition, now_ms), now_ms)
         except Exception:  # the consumer is rebalancing: no clock this time
             return {}
         return clocks
@@ -444,7 +469,11 @@ class LivePipeline:
     async def _checkpoint(self) -> None:
         """Rows durable, then changed states, then acknowledgements, then offsets (see the module doc)."""
         await self._await_flush()
-        await self.writer.flush_async()
+        self._add_open_visit_rows()
+        # The rest (those progress rows, rows of the timer) through the same path as every other
+        # insert: through an outage it keeps polling with the partitions paused, never blocks the loop.
+        await self._start_flush()
+        await self._await_flush()
         dirty = self.store.dirty
         acks = self._acks + await self.store.write_dirty(self.producer)
         self._acks = []
@@ -462,6 +491,15 @@ class LivePipeline:
                 log.warning("offset commit refused (%s); the changelog's offsets cover it", exc)
         self._last_checkpoint = time.monotonic()
         self._update_gauges(dirty)
+
+    def _add_open_visit_rows(self) -> None:
+        """Open visits' dwell so far (issue 12), for the devices whose state changed since the last
+        checkpoint: the control room and dosage_daily see presence while it lasts. Idempotent rows
+        (version = last inside fix), so a restart writing them again changes nothing."""
+        states = self.store.states
+        changed = [st for d in self.store.dirty if (st := states.get(d)) is not None]
+        for v in open_visits(changed):
+            self.writer.add("visits", table_rows.visit_progress_row(v))
 
     def _update_gauges(self, dirty) -> None:
         states = self.store.states
@@ -563,9 +601,10 @@ class LivePipeline:
         for r in result.rejected:
             rec = rows.reject_record(r, record_of.get(id(r.ping)))
             # Rejected on admission: the record's place in Kafka. Rejected once released (implied
-            # speed), which may be in a later batch, or in another one after a restart: the device,
-            # fix time and reason, which no other ping of the device shares.
-            reject_id = (source_of.get(id(r.ping)) if r.reason != IMPLIED_SPEED else None) \
+            # speed) or once later pings judged it (time_jump), which may be in a later batch, or in
+            # another one after a restart: the device, fix time and reason, which no other ping of
+            # the device shares.
+            reject_id = (source_of.get(id(r.ping)) if r.reason not in (IMPLIED_SPEED, TIME_JUMP) else None) \
                 or f"{r.ping.device_id}/{r.ping.ts_ms}/{r.reason}"
             w.add("pings_rejected", table_rows.rejected_row(rec, reject_id))
         for reject_id, rec in undecodable:

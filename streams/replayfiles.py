@@ -7,8 +7,12 @@ Input, read in the order given (file order is taken as arrival order, so the
 reorder window treats a replay like the live path would):
 
 * CSV with a header naming at least `device_id, ts, lat, lon`, optionally
-  `accuracy_m, speed_mps, heading_deg, altitude_m, battery` (other columns are
-  ignored); JSON Lines with the same keys; `.gz` compressed files too.
+  `accuracy_m, speed_mps, heading_deg, altitude_m, battery` and `received_at`
+  (other columns are ignored); JSON Lines with the same keys; `.gz` compressed
+  files too. `received_at` is when the system received the ping (an AVL
+  server's receive time, or Kafka's append time in an export of the `pings`
+  topic): with it a replay applies the live path's arrival rules (the reorder
+  hold, the future and stale checks) and gives what the live worker gave.
 * `ts` as ISO-8601 with an offset (`Z` included), or epoch seconds or
   milliseconds (numbers of 1e11 and above are milliseconds).
 * GPX track points (`trkpt` with `time`; `ele`, and `speed`/`course` from GPX
@@ -48,12 +52,13 @@ from processors.device import DeviceState
 from processors.geofence import HotspotIndex, hotspots_from_geojson
 from processors.model import ModeSegment, Ping, StopEnded, VisitEnded
 
-PING_FIELDS = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery")
+PING_FIELDS = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery",
+               "received_at")
 REQUIRED = ("device_id", "ts", "lat", "lon")
-OPTIONAL = ("accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery")
+OPTIONAL = ("accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery", "received_at")
 
-VISIT_COLUMNS = ("visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "foot_s", "vehicle_s",
-                 "stationary_s", "stop_count", "ping_count", "end_reason")
+VISIT_COLUMNS = ("visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "observed_s",
+                 "inferred_s", "foot_s", "vehicle_s", "stationary_s", "stop_count", "ping_count", "end_reason")
 STOP_COLUMNS = ("stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat", "lon")
 MODE_COLUMNS = ("device_id", "started_at", "ended_at", "mode", "distance_m")
 REJECTED_COLUMNS = ("source", "line") + PING_FIELDS + ("reason", "detail")
@@ -134,12 +139,13 @@ def _opt(v):
 
 def make_ping(src: Source) -> SourcedPing | BadRow:
     """The row's values (strings, numbers or None) as a ping, or a BadRow naming the first bad field."""
-    device_id, ts, lat, lon, acc, speed, heading, alt, batt = src.values
+    device_id, ts, lat, lon, acc, speed, heading, alt, batt, received = src.values
     try:
         if type(device_id) is not str or type(lat) is bool or type(lon) is bool:
             raise ValueError
         p = SourcedPing(device_id.strip(), parse_ts_ms(ts), float(lat), float(lon), _opt(acc), _opt(speed),
-                        _opt(heading), _opt(alt), _opt(batt))
+                        _opt(heading), _opt(alt), _opt(batt),
+                        None if received is None or received == "" else parse_ts_ms(received))
         if not p.device_id:
             raise ValueError
     except (ValueError, TypeError, OverflowError):
@@ -151,7 +157,7 @@ def make_ping(src: Source) -> SourcedPing | BadRow:
     return p
 
 
-def _ping_from_values(device_id, ts, lat, lon, acc, speed, heading, alt, batt) -> SourcedPing:
+def _ping_from_values(device_id, ts, lat, lon, acc, speed, heading, alt, batt, received) -> SourcedPing:
     """The slow path of make_ping: _RowError names the first bad field."""
     if device_id is None or str(device_id).strip() == "":
         raise _RowError(MISSING_FIELD, "device_id is empty")
@@ -161,6 +167,12 @@ def _ping_from_values(device_id, ts, lat, lon, acc, speed, heading, alt, batt) -
         ts_ms = parse_ts_ms(ts)
     except (ValueError, OverflowError) as exc:
         raise _RowError(INVALID_FIELD, f"ts {str(ts)[:40]!r}: {exc}") from None
+    received_ms = None
+    if received is not None and received != "":
+        try:
+            received_ms = parse_ts_ms(received)
+        except (ValueError, OverflowError) as exc:
+            raise _RowError(INVALID_FIELD, f"received_at {str(received)[:40]!r}: {exc}") from None
     vals = []
     for name, v, required in (("lat", lat, True), ("lon", lon, True), ("accuracy_m", acc, False),
                               ("speed_mps", speed, False), ("heading_deg", heading, False),
@@ -177,7 +189,7 @@ def _ping_from_values(device_id, ts, lat, lon, acc, speed, heading, alt, batt) -
             vals.append(f if (required or f == f) else None)
         except (TypeError, ValueError, OverflowError):
             raise _RowError(INVALID_FIELD, f"{name} {str(v)[:40]!r} is not a number") from None
-    return SourcedPing(str(device_id).strip(), ts_ms, *vals)
+    return SourcedPing(str(device_id).strip(), ts_ms, *vals, received_ms)
 
 
 # ---------------------------------------------------------------------------
@@ -347,9 +359,15 @@ def _csv_block_fast(block: _Block) -> list[SourcedPing] | None:
     ts = _iso_column_ms(col(take[1]))
     if ts is None:
         return None
+    received: Sequence = [None] * n
+    k = take[9]
+    if k < width and any(columns[k]):
+        received = _iso_column_ms(columns[k])
+        if received is None:
+            return None
     floats = []
     try:
-        for j, k in enumerate(take[2:]):
+        for j, k in enumerate(take[2:9]):
             if k >= width:
                 if j < 2:
                     return None
@@ -374,7 +392,7 @@ def _csv_block_fast(block: _Block) -> list[SourcedPing] | None:
     except (ValueError, OverflowError):
         return None
     floats = [[None] * n if f is empty else f for f in floats]
-    out = list(map(SourcedPing, devices, ts, *floats))
+    out = list(map(SourcedPing, devices, ts, *floats, received))
     for i, p in enumerate(out):
         p.origin = (block, i)
     return out
@@ -483,7 +501,7 @@ def _read_gpx(path: Path, device: str, progress) -> Iterator[Block]:
             return
         if t == "trkpt":
             values = (device, pt.get("time"), pt.get("lat"), pt.get("lon"), None, pt.get("speed"), pt.get("course"),
-                      pt.get("ele"), None)
+                      pt.get("ele"), None, None)
             done.append(make_ping(Source(name, state["line"], values)))
             state["pt"] = None
         elif t in ("time", "ele", "speed", "course"):
@@ -630,14 +648,17 @@ def write_outputs(out_dir: Path, visits: list[VisitEnded], stops: list[StopEnded
     """The four CSVs, each written to a temporary name and renamed, so a failed run leaves no half files."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    visits = sorted(visits, key=lambda v: (v.device_id, v.entered_ms, v.hotspot_id))
+    # A visit closed by signal loss and resumed after a bridged silence ends twice: its later row
+    # replaces the earlier one (as the ClickHouse table does by visit_id).
+    visits = sorted({v.visit_id: v for v in visits}.values(), key=lambda v: (v.device_id, v.entered_ms, v.hotspot_id))
     stops = sorted(stops, key=lambda s: (s.device_id, s.started_ms, s.hotspot_id))
     modes = sorted(modes, key=lambda m: (m.device_id, m.started_ms))
     order = {}
     rejected = sorted(rejected, key=lambda r: (order.setdefault(r[0].file, len(order)), r[0].line))
     tables = {
         "visits.csv": (VISIT_COLUMNS, ((v.visit_id, v.device_id, v.hotspot_id, iso_utc(v.entered_ms),
-                                        iso_utc(v.exited_ms), _f(v.dwell_s), _f(v.foot_s), _f(v.vehicle_s),
+                                        iso_utc(v.exited_ms), _f(v.dwell_s), _f(v.observed_s), _f(v.inferred_s),
+                                        _f(v.foot_s), _f(v.vehicle_s),
                                         _f(v.stationary_s), v.stop_count, v.ping_count, v.end_reason)
                                        for v in visits)),
         "stops.csv": (STOP_COLUMNS, ((s.stop_id, s.device_id, s.hotspot_id, iso_utc(s.started_ms),

@@ -20,10 +20,13 @@ from processors.model import (
 )
 
 def ping_from_record(r: dict) -> Ping:
+    """The processors `Ping` of an Avro `Ping`. `received_ms` 0 is "no arrival time" (a historical ping,
+    `hotspot pings send --backfill`; the Avro field is not nullable): None, which skips the arrival-based
+    checks, as `hotspot replay` does for the same pings."""
     return Ping(
         device_id=r["device_id"], ts_ms=int(r["ts_ms"]), lat=float(r["lat"]), lon=float(r["lon"]),
         accuracy_m=r.get("accuracy_m"), speed_mps=r.get("speed_mps"), heading_deg=r.get("heading_deg"),
-        altitude_m=r.get("altitude_m"), battery=r.get("battery"), received_ms=r.get("received_ms"),
+        altitude_m=r.get("altitude_m"), battery=r.get("battery"), received_ms=r.get("received_ms") or None,
         source=r.get("source"),
     )
 
@@ -50,12 +53,13 @@ def event_record(e, emitted_ms: int | None = None) -> dict[str, Any]:
     if isinstance(e, VisitStarted):
         rec["visit"] = {"visit_id": e.visit_id, "entered_ms": e.entered_ms, "exited_ms": None, "dwell_s": None,
                         "foot_s": None, "vehicle_s": None, "stationary_s": None, "stop_count": None,
-                        "ping_count": None, "end_reason": None}
+                        "ping_count": None, "end_reason": None, "observed_s": None, "inferred_s": None}
     elif isinstance(e, VisitEnded):
         rec["visit"] = {"visit_id": e.visit_id, "entered_ms": e.entered_ms, "exited_ms": e.exited_ms,
                         "dwell_s": e.dwell_s, "foot_s": e.foot_s, "vehicle_s": e.vehicle_s,
                         "stationary_s": e.stationary_s, "stop_count": e.stop_count,
-                        "ping_count": e.ping_count, "end_reason": e.end_reason}
+                        "ping_count": e.ping_count, "end_reason": e.end_reason,
+                        "observed_s": e.observed_s, "inferred_s": e.inferred_s}
     elif isinstance(e, StopStarted):
         rec["stop"] = {"stop_id": e.stop_id, "started_ms": e.started_ms, "ended_ms": None, "duration_s": None,
                        "lat": e.lat, "lon": e.lon}

@@ -9,12 +9,13 @@ Every process (CLI, worker, gateway) reads its configuration through
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,35 @@ def _toml_path() -> Path | None:
     return local if local.is_file() else None
 
 
+# Credentials inside URL-like values: user:password@ in an authority, and query parameters whose name
+# says secret (password, secret, token, key, credential, auth, signature).
+_USERINFO = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s,?#]*):(?P<pw>[^/\s,?#]+)@")
+_SECRET_PARAM = re.compile(
+    r"(?P<pre>[?&;][^=&;#\s,]*(?:pass|pwd|secret|token|key|credential|auth|signature|sig)[^=&;#\s,]*=)"
+    r"(?P<value>[^&;#\s,]+)", re.IGNORECASE)
+
+
+def mask_url(value: str) -> str:
+    """`value` with every credential of every URL in it replaced by ****: the one masking function."""
+    masked = _USERINFO.sub(lambda m: f"{m.group('pre')}:****@", value)
+    return _SECRET_PARAM.sub(lambda m: f"{m.group('pre')}****", masked)
+
+
+def _check_dsn_scheme(value: str, setting: str, schemes: tuple[str, ...]) -> str:
+    scheme = value.split("://", 1)[0].lower() if "://" in value else value.split(":", 1)[0].lower()
+    if value and scheme not in schemes:
+        choices = " or ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"{setting} has the unknown scheme {scheme!r}: use {choices} "
+                         "(chdb:///PATH: the embedded engine; http(s)://user:password@host:8123: a ClickHouse server)")
+    return value
+
+
+def describe_validation_error(exc) -> str:
+    """One line for a pydantic ValidationError of the settings, never echoing the values (they may be secret)."""
+    return "invalid settings: " + "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings]):
         super().__init__(settings_cls)
@@ -67,6 +97,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), description="Root for embedded state: broker data, ClickHouse store, spool.")
     clickhouse_dsn: str = Field("", description="chdb:///PATH (embedded) or http(s)://user:pass@host:8123. Empty: chdb under data_dir/clickhouse.")
     clickhouse_database: str = "hotspot"
+    clickhouse_readonly_dsn: str = Field("", description=(
+        "http(s)://user:pass@host:8123 of a ClickHouse user that can only read (README: read-only ClickHouse user): "
+        "what `hotspot sql` uses when the store is a server. Empty with a server DSN: `hotspot sql` refuses."))
+    sql_max_execution_time_s: float = Field(30.0, gt=0, description="Longest an analyst's query (`hotspot sql`) may run.")
+    sql_max_memory_bytes: int = Field(1 << 30, ge=1 << 20, description="Most memory one analyst's query may use.")
+    sql_max_result_rows: int = Field(100_000, ge=1, description="Most rows an analyst's query may return (more: an error).")
     pings_ttl_days: int = Field(90, ge=1, description="Retention of raw pings in ClickHouse.")
 
     # --- Kafka ---------------------------------------------------------------
@@ -76,6 +112,18 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx/-Xms).")
     kafka_jars_dir: Path = Field(REPO_ROOT / ".cache" / "kafka-jars", description="Where Maven copies the Kafka jars.")
     partitions: int = Field(4, ge=1, le=256, description="Partition count of every data topic.")
+    # Security of every Kafka client the system makes (streams.kafka.KafkaSecurity). A force's
+    # cluster will want TLS and SASL; the local broker speaks SASL_PLAINTEXT with SCRAM when asked.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How Kafka clients connect: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*.")
+    kafka_sasl_username: str = Field("", description="SASL user name.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (never printed).")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certificates (SSL, SASL_SSL); empty: the system's CAs.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (PEM) for brokers that require one.")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
+    kafka_ssl_key_password: SecretStr = Field(SecretStr(""), description="Password of the client key, if it has one (never printed).")
 
     # --- analytics -------------------------------------------------------------
     processing: dict[str, float] = Field(default_factory=dict, description=(
@@ -85,12 +133,19 @@ class Settings(BaseSettings):
     # --- worker --------------------------------------------------------------
     worker_batch_max: int = Field(5000, ge=1, description="Most pings handled in one micro-batch.")
     worker_batch_window_s: float = Field(0.1, gt=0, description="Longest wait to fill a micro-batch, seconds (also how often held pings are released).")
+    worker_arrival_margin_s: float = Field(0.1, ge=0, description=(
+        "How far behind its own clock the worker assumes the log end may be: a held ping is released on the "
+        "wall clock only once every ping appended before (now - margin) has been read. Covers the skew between "
+        "the worker's and the brokers' clocks and a replica's lag behind its leader."))
     worker_expire_interval_s: float = Field(5.0, gt=0, description="How often silent devices are checked for signal loss.")
     worker_commit_interval_s: float = Field(1.0, gt=0, description=(
         "How often the worker checkpoints: rows durable, changed device states to the changelog, offsets committed."))
     worker_instance_id: str = Field("", description=(
         "Static group membership id (Kafka group.instance.id): a restarted worker with the same id takes its "
         "partitions back at once instead of after the session timeout. Unique per running worker; empty: off."))
+    worker_join_store: bool = Field(False, description=(
+        "Join a store another worker owns (embedded chDB only): this worker's rows are written through the owner, "
+        "and it takes the store over if the owner dies. Off: a second worker on an owned store is refused."))
     worker_metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus /metrics of the worker (0: off).")
 
     # --- HTTP ----------------------------------------------------------------
@@ -105,6 +160,9 @@ class Settings(BaseSettings):
     gateway_ack_timeout_s: float = Field(10.0, gt=0, description="How long a request waits for Kafka's acknowledgement.")
     gateway_osmand_speed_unit: str = Field("kn", pattern="^(kn|kmh|mps|mph)$", description="Unit of OsmAnd `speed` (Traccar: knots).")
     gateway_osmand_port: int = Field(0, ge=0, le=65535, description="Extra listener answering OsmAnd at / (0: off).")
+    gateway_osmand_enabled: bool = Field(True, description="Answer the OsmAnd / Traccar Client routes (false: 404).")
+    gateway_osmand_unknown_burst: int = Field(10, ge=1, description="Unknown OsmAnd identifiers one source address may send before it is refused.")
+    gateway_osmand_unknown_per_s: float = Field(0.02, gt=0, description="Unknown OsmAnd identifiers per second one address earns back (0.02: one a minute).")
     gateway_credentials_refresh_s: float = Field(1.0, gt=0, description="How soon a revoked credential stops working.")
     gateway_owntracks_held_max_per_device: int = Field(20_000, ge=1, description="OwnTracks pings over the rate held on disk per device.")
     gateway_owntracks_held_max_total: int = Field(1_000_000, ge=1, description="OwnTracks pings held on disk over all devices.")
@@ -116,10 +174,36 @@ class Settings(BaseSettings):
         "Browser assets installed by `make setup` (`npm ci` in web/): Swagger UI and ReDoc for /docs and /redoc, "
         "served by the gateway itself so the API docs work without internet."))
 
+    @field_validator("clickhouse_dsn", mode="after")
+    @classmethod
+    def _known_engine(cls, v: str) -> str:
+        return _check_dsn_scheme(v, "clickhouse_dsn", ("chdb", "http", "https"))
+
+    @field_validator("clickhouse_readonly_dsn", mode="after")
+    @classmethod
+    def _server_engine(cls, v: str) -> str:
+        return _check_dsn_scheme(v, "clickhouse_readonly_dsn", ("http", "https"))
+
     @field_validator("data_dir", "kafka_jars_dir", "web_assets_dir", mode="after")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v):
+        return None if v in ("", None) else v
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> "Settings":
+        """Refuse half a security configuration at start rather than at the first connection."""
+        if self.kafka_security_protocol.startswith("SASL_"):
+            if not self.kafka_sasl_username or not self.kafka_sasl_password.get_secret_value():
+                raise ValueError(f"kafka_security_protocol {self.kafka_security_protocol} needs "
+                                 "kafka_sasl_username and kafka_sasl_password")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("kafka_ssl_certfile and kafka_ssl_keyfile go together")
+        return self
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
@@ -157,9 +241,7 @@ class Settings(BaseSettings):
         return f"chdb://{self.data_dir / 'clickhouse'}"
 
     def masked(self) -> dict[str, Any]:
-        """Effective settings for display, secrets and DSN passwords masked."""
-        from sinks.clickhouse import mask_dsn
-
+        """Effective settings for display: secrets masked, and every credential in every URL-like value."""
         out: dict[str, Any] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
@@ -167,11 +249,13 @@ class Settings(BaseSettings):
                 value = "********" if value.get_secret_value() else ""
             elif isinstance(value, Path):
                 value = str(value)
+            elif isinstance(value, str):
+                value = mask_url(value)
             out[name] = value
-        out["clickhouse_dsn"] = mask_dsn(self.effective_clickhouse_dsn)
+        out["clickhouse_dsn"] = mask_url(self.effective_clickhouse_dsn)
         if "?" in self.map_tile_url:  # tile services put their API key in the query string
             out["map_tile_url"] = self.map_tile_url.split("?", 1)[0] + "?********"
-        out["bootstrap_servers"] = self.bootstrap_servers
+        out["bootstrap_servers"] = mask_url(self.bootstrap_servers)
         return out
 
 

@@ -26,9 +26,10 @@ import logging
 import struct
 from collections.abc import Iterable, Iterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from processors.device import DeviceState
+from streams.kafka import make_consumer
 
 log = logging.getLogger("hotspot.worker")
 
@@ -88,8 +89,8 @@ class DeviceStates:
             self._members[p] = set()
         if not wanted:
             return 0
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
-                                    group_id=None, fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20)
+        consumer = make_consumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
+                                 group_id=None, fetch_max_bytes=64 << 20, max_partition_fetch_bytes=16 << 20)
         await consumer.start()
         try:
             tps = [TopicPartition(self.topic, p) for p in wanted]

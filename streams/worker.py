@@ -19,6 +19,7 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
+from streams.kafka import KafkaSecurity
 from streams.settings import Settings
 from streams.statestore import CHANGELOG_TOPIC, pack_state, unpack_state  # noqa: F401  (the changelog's value layout)
 
@@ -38,13 +39,17 @@ class WorkerApp(faust.App):
     BootStrategy = _Boot
 
 
-def create_app(settings: Settings, metrics_url: str | None = None) -> faust.App:
-    """`metrics_url`: where this process serves /metrics, said in the log once logging is set up."""
+def create_app(settings: Settings, metrics_url: str | None = None, joined=None) -> faust.App:
+    """`metrics_url`: where this process serves /metrics, said in the log once logging is set up.
+    `joined`: a sinks.shared_store.JoinedStore when another worker owns the embedded store."""
+    from sinks.clickhouse import is_embedded
     from streams.pipeline import LivePipeline
 
     app = WorkerApp(
         APP_ID,
         broker=";".join(f"kafka://{h}" for h in settings.bootstrap_servers.split(",")),
+        # Faust's own Kafka clients are off (_Boot), but any it opens must be able to authenticate too.
+        broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
@@ -53,7 +58,13 @@ def create_app(settings: Settings, metrics_url: str | None = None) -> faust.App:
         web_enabled=False,
         datadir=str(settings.data_dir / "faust"),
     )
-    pipeline = LivePipeline(settings)
+    pipeline = LivePipeline(settings, client_factory=joined, joined_store=joined is not None)
+    if joined is None and is_embedded(settings.effective_clickhouse_dsn):
+        # The owner of an embedded store writes for the workers that join it (sinks.shared_store).
+        from sinks.shared_store import serve_inserts
+
+        app.insert_server = serve_inserts(settings.effective_clickhouse_dsn, settings.data_dir,
+                                          settings.clickhouse_database)
 
     @app.service
     class ConsumePings(mode.Service):
@@ -112,20 +123,67 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 10)
 
 
+def store_lock_path(settings: Settings):
+    """The lock a worker holds while it owns an embedded store (None for a ClickHouse server,
+    which any number of workers may write to)."""
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from sinks.clickhouse import is_embedded
+
+    dsn = settings.effective_clickhouse_dsn
+    if not is_embedded(dsn):
+        return None
+    store = Path(urlsplit(dsn).path).resolve()
+    return store.parent / f"{store.name}.lock"
+
+
+class MetricsPortBusy(Exception):
+    pass
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
-    """Block running the worker until SIGINT/SIGTERM."""
+    """Block running the worker until SIGINT/SIGTERM.
+
+    Raises streams.datadir.Locked when another worker owns the embedded store,
+    and MetricsPortBusy when the metrics port is taken, before touching either.
+    """
     import asyncio as _asyncio
+    import errno
 
     from faust.worker import Worker
 
-    _asyncio.run(prepare_topics(settings))
+    from streams.datadir import Locked, RoleLock, private_dir
+
+    private_dir(settings.data_dir)
+    # Another hotspot worker owning the store is a refusal, not an outage to wait out: its lock
+    # says so (any other holder of the store is waited for, see pipeline), unless this worker
+    # is to join it and write through it.
+    joined = None
+    if (lock_path := store_lock_path(settings)) is not None:
+        try:
+            # Held (the object kept) for the life of the process; the kernel frees it at exit.
+            run_worker.store_lock = RoleLock(lock_path).acquire()
+        except Locked:
+            if not settings.worker_join_store:
+                raise
+            from sinks.shared_store import JoinedStore
+
+            joined = JoinedStore(settings, lock_path)
     metrics_url = None
     if settings.worker_metrics_port:
         from sinks.metrics import serve_metrics
 
-        served = serve_metrics(settings.worker_metrics_port, host=settings.http_host)
+        try:
+            served = serve_metrics(settings.worker_metrics_port, host=settings.http_host)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise MetricsPortBusy(f"the metrics port {settings.http_host}:{settings.worker_metrics_port} is in use "
+                                  "(set HOTSPOT_WORKER_METRICS_PORT to a free port, or 0 for none)") from None
         metrics_url = f"http://{settings.http_host}:{served.port}/metrics"
-    app = create_app(settings, metrics_url)
+    _asyncio.run(prepare_topics(settings))
+    app = create_app(settings, metrics_url, joined)
     _tune_gc()
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # Faust's terminal spinner puts the root logger at DEBUG, so every library debug call

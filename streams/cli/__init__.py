@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streams.datadir import private_umask
+
+    # Before anything is created: every file and folder of ours (and of the broker's JVM,
+    # the worker and the gateway, which inherit it) is private to this user.
+    private_umask()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -68,9 +73,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hotspot {args.command}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        # An unreachable broker is an operator's problem, not a bug: say so in one line.
-        from aiokafka.errors import KafkaConnectionError
+        from pydantic import ValidationError
 
+        if isinstance(exc, ValidationError) and exc.title == "Settings":
+            from streams.settings import describe_validation_error
+
+            print(f"hotspot {args.command}: {describe_validation_error(exc)}", file=sys.stderr)
+            return 1
+        # An unreachable broker is an operator's problem, not a bug: say so in one line.
+        from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
+
+        if isinstance(exc, SaslAuthenticationFailed) or (
+                isinstance(exc, KafkaConnectionError) and _credentials_refused()):
+            from streams.settings import get_settings
+
+            s = get_settings()
+            print(f"hotspot {args.command}: Kafka at {s.bootstrap_servers} refused the credentials of user "
+                  f"{s.kafka_sasl_username!r} ({s.kafka_sasl_mechanism}); check HOTSPOT_KAFKA_SASL_USERNAME and "
+                  "HOTSPOT_KAFKA_SASL_PASSWORD", file=sys.stderr)
+            return 1
         if isinstance(exc, KafkaConnectionError):
             from streams.settings import get_settings
 
@@ -80,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except KeyboardInterrupt:
         return 130
+
+
+def _credentials_refused() -> bool:
+    import asyncio
+
+    from streams.kafka import credentials_refused
+    from streams.settings import get_settings
+
+    return asyncio.run(credentials_refused(get_settings().bootstrap_servers))
 
 
 if __name__ == "__main__":  # pragma: no cover

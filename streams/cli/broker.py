@@ -36,11 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def broker_from_args(args) -> "LocalBroker":  # noqa: F821
-    from streams.broker import LocalBroker
+    from streams.broker import BrokerError, LocalBroker
+    from streams.cli import CommandError
     from streams.settings import get_settings
 
     s = get_settings()
-    b = LocalBroker.from_settings(s)
+    try:
+        b = LocalBroker.from_settings(s)
+    except BrokerError as exc:
+        raise CommandError(str(exc)) from None
     if getattr(args, "data_dir", None):
         b.dir = args.data_dir.resolve()
     if getattr(args, "port", None):
@@ -83,7 +87,7 @@ def _status(args) -> int:
                           "data_dir": str(st.data_dir), "topics": st.topics}))
     else:
         print(f"kafka {st.version}  {'running' if st.running else 'stopped'}")
-        print(f"  listener  PLAINTEXT://{st.listener}")
+        print(f"  listener  {b.security.protocol}://{st.listener}")
         print(f"  pid       {st.pid if st.pid else '-'}")
         print(f"  data      {st.data_dir}")
         if st.topics is not None:

@@ -18,12 +18,12 @@ def _config(args) -> int:
     from pydantic import ValidationError
 
     from streams.cli import CommandError
-    from streams.settings import get_settings
+    from streams.settings import describe_validation_error, get_settings
 
     try:
         values = get_settings().masked()
     except ValidationError as exc:
-        raise CommandError("invalid settings: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        raise CommandError(describe_validation_error(exc)) from None
     if args.json:
         print(json.dumps(values))
     else:

@@ -10,11 +10,15 @@ import argparse
 DEVICE_EXAMPLES = """examples:
   hotspot devices add pc-1234-phone           # prints the device id and its secret, once
   hotspot devices add pc-1234-phone --json    # {"device_id": "...", "secret": "..."}
+  hotspot devices add pc-1234-traccar --osmand  # prints the OsmAnd identifier, once
   hotspot devices list
   hotspot devices revoke pc-1234-phone
 
 The native API takes the secret as 'Authorization: Bearer <secret>'; OwnTracks as
-HTTP Basic with the device id as user name; Traccar Client needs only the device id.
+HTTP Basic with the device id as user name. OsmAnd / Traccar Client carry only an
+identifier, so a device added with --osmand gets a long random identifier instead
+of a secret: type it into Traccar Client's "Device identifier" field. Its pings are
+stored under NAME; the identifier is the secret and is never stored in clear.
 """
 
 USER_EXAMPLES = """examples:
@@ -36,6 +40,10 @@ def register(sub) -> None:
         add.add_argument("name", metavar="NAME", help="device id" if kind == "device" else "user name")
         if kind == "user":
             add.add_argument("--role", required=True, choices=("officer", "supervisor", "analyst", "admin"))
+        else:
+            add.add_argument("--osmand", action="store_true",
+                             help="an OsmAnd / Traccar Client device: print a random identifier to set as its "
+                                  "device identifier, instead of a secret")
         add.add_argument("--json", action="store_true", help="print one JSON object")
         add.set_defaults(handler=_add, kind=kind)
         ls = actions.add_parser("list", help=f"list {command} (never their secrets)", epilog=examples,
@@ -63,12 +71,15 @@ def _add(args) -> int:
 
     store = _store()
     try:
-        principal, secret = store.add(args.name, args.kind, getattr(args, "role", None))
+        principal, secret = store.add(args.name, args.kind, getattr(args, "role", None),
+                                      osmand=getattr(args, "osmand", False))
     except CredentialError as exc:
         raise CommandError(str(exc)) from None
     finally:
         store.close()
-    if args.kind == "device":
+    if args.kind == "device" and principal.osmand:
+        record = {"device_id": principal.name, "osmand_id": secret}
+    elif args.kind == "device":
         record = {"device_id": principal.name, "secret": secret}
     else:
         record = {"user": principal.name, "role": principal.role, "secret": secret}
@@ -77,7 +88,11 @@ def _add(args) -> int:
     else:
         for key, value in record.items():
             print(f"{key:10} {value}")
-        print("the secret is shown only this once: give it to the device or user now")
+        if principal.osmand:
+            print("the OsmAnd identifier is the device's secret and is shown only this once: set it as the "
+                  "Traccar Client's \"Device identifier\" now")
+        else:
+            print("the secret is shown only this once: give it to the device or user now")
     return 0
 
 
@@ -94,15 +109,17 @@ def _list(args) -> int:
               "created": datetime.fromtimestamp(p.created_ms / 1000, timezone.utc).isoformat(timespec="seconds")}
              for p in rows]
     if args.kind == "device":
-        for item in items:
+        for item, p in zip(items, rows):
             item.pop("role")
+            item["protocols"] = "osmand" if p.osmand else "native,owntracks"
     if args.json:
         print(json.dumps(items))
     else:
         from streams.cli.sql import print_rows
 
-        columns = list(items[0]) if items else (["device_id"] if args.kind == "device" else ["user", "role"]) + [
-            "revoked", "created"]
+        columns = list(items[0]) if items else (
+            ["device_id", "revoked", "created", "protocols"] if args.kind == "device"
+            else ["user", "role", "revoked", "created"])
         print_rows(columns, [["yes" if c == "revoked" and item[c] else "no" if c == "revoked" else item[c]
                              for c in columns] for item in items], "table")
     return 0

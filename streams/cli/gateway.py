@@ -33,7 +33,10 @@ def _gateway(args) -> int:
     from streams.cli import CommandError
     from streams.settings import get_settings
 
+    from streams.datadir import private_dir
+
     settings = get_settings()
+    private_dir(settings.data_dir)
     config = GatewayConfig.from_settings(settings)
     if args.osmand_port is not None:
         config = config.with_(osmand_port=args.osmand_port)
@@ -43,16 +46,23 @@ def _gateway(args) -> int:
     app = create_app(config=config)
     servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
                                              log_level=args.log_level, access_log=False))]
-    if config.osmand_port:
+    if config.osmand_port and config.osmand_enabled:
         osmand = create_osmand_app(app.state.gateway)
         servers.append(uvicorn.Server(uvicorn.Config(osmand, host=host, port=config.osmand_port, loop="uvloop",
                                                      http="httptools", lifespan="off", log_level=args.log_level,
                                                      access_log=False)))
     print(f"gateway on http://{host}:{port} (Kafka {config.bootstrap_servers}"
-          + (f", OsmAnd at http://{host}:{config.osmand_port}/" if config.osmand_port else "") + ")", flush=True)
+          + (f", OsmAnd at http://{host}:{config.osmand_port}/" if config.osmand_port and config.osmand_enabled else "") + ")", flush=True)
+
+    async def serve_main():
+        try:
+            await servers[0].serve()
+        finally:
+            for other in servers[1:]:  # the main app ended (or never started): so does the OsmAnd listener
+                other.should_exit = True
 
     async def serve():
-        await asyncio.gather(*(s.serve() for s in servers))
+        await asyncio.gather(serve_main(), *(s.serve() for s in servers[1:]))
 
     try:
         import uvloop
@@ -60,4 +70,9 @@ def _gateway(args) -> int:
         uvloop.run(serve())
     except OSError as exc:
         raise CommandError(f"cannot listen: {exc}") from None
+    except SystemExit:  # uvicorn's answer to a failed start-up; say why in one line
+        start_error = getattr(app.state, "start_error", None)
+        if start_error:
+            raise CommandError(f"gateway not started: {start_error}") from None
+        raise
     return 0

@@ -57,8 +57,10 @@ def _die_with_parent() -> None:
 class Child:
     def __init__(self, name: str, args: list[str], log: Path):
         self.name, self.log = name, log
-        log.parent.mkdir(parents=True, exist_ok=True)
+        log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fh = open(log, "ab")
+        # The log is appended to across runs: readiness is judged on what this start wrote.
+        self._start_offset = self._fh.tell()
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], stdout=self._fh,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=_die_with_parent)
@@ -67,10 +69,14 @@ class Child:
         return self.proc.poll() is None
 
     def tail(self, lines: int = 15) -> str:
+        """The last lines this start wrote (never an earlier run's)."""
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+            with open(self.log, "rb") as fh:
+                fh.seek(self._start_offset)
+                text = fh.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def _signal(self, sig: int) -> None:
         for send in (lambda: os.killpg(self.proc.pid, sig), lambda: self.proc.send_signal(sig)):
@@ -134,10 +140,18 @@ def _run(args) -> int:
     from sinks.clickhouse import mask_dsn
     from streams.broker import BrokerError, LocalBroker
     from streams.cli import CommandError
+    from streams.datadir import Locked, RoleLock, private_dir
     from streams.kafka import ensure_topics, wait_for_metadata
     from streams.settings import get_settings
 
     s = get_settings()
+    private_dir(s.data_dir)
+    try:
+        # One `hotspot run` per data directory, held until this process ends.
+        run_lock = RoleLock(s.data_dir / "run.lock").acquire()
+    except Locked as exc:
+        raise CommandError(f"another `hotspot run` (pid {exc.pid if exc.pid is not None else '?'}) is using "
+                           f"{s.data_dir}; stop it first, or set HOTSPOT_DATA_DIR to another directory") from None
     # Set both explicitly: a process started in the background inherits SIGINT ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
@@ -147,7 +161,10 @@ def _run(args) -> int:
     t0 = time.monotonic()
     try:
         if s.local_kafka:
-            broker = LocalBroker.from_settings(s)
+            try:
+                broker = LocalBroker.from_settings(s)
+            except BrokerError as exc:
+                raise CommandError(str(exc)) from None
             if broker.pid() is None:
                 print(f"starting local Kafka on {broker.bootstrap} ...", flush=True)
                 try:
@@ -205,4 +222,5 @@ def _run(args) -> int:
         if started is not None:
             started.stop()
             print("local Kafka stopped", file=sys.stderr, flush=True)
+        run_lock.release()
     return 0

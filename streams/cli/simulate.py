@@ -207,9 +207,10 @@ def _simulate_via_gateway(args) -> int:
     sim = plan(args.officers, args.seed, args.hours, start_ms, features,
                device_prefix=args.device_prefix or run_prefix(int(time.time() * 1000)))
     device_ids = list(sim.device_ids)
-    secrets = register_devices(settings.data_dir, device_ids)
-    registered_at = time.monotonic()
     assigned = assign_protocols(device_ids, protocols)
+    secrets = register_devices(settings.data_dir, device_ids,
+                               osmand=[d for d, protocol in assigned.items() if protocol == "osmand"])
+    registered_at = time.monotonic()
     total = len(sim.ping_table())
     print(f"registered {len(device_ids)} devices ({device_ids[0]}..{device_ids[-1]}) in {settings.data_dir}; "
           f"sending {total:,} pings to {url} ({', '.join(protocols)}; speed {args.speed})", flush=True)

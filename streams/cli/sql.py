@@ -1,5 +1,9 @@
 """`hotspot sql "SELECT ..."`: a read-only query against the configured ClickHouse.
 
+Exactly one read-only statement runs, under the `sql_max_*` limits (sinks/sql_guard.py). A ClickHouse
+server is read through `clickhouse_readonly_dsn`, a user that can only read; an embedded store that does
+not exist is reported, never created.
+
 When the embedded store is owned by a running process (`hotspot run`, a
 worker), the query goes to that process's read-only query server, found
 through `<data_dir>/clickhouse.owner` (see sinks/query_server.py).
@@ -19,32 +23,44 @@ EXAMPLES = """examples:
 def register(sub) -> None:
     p = sub.add_parser("sql", help="run a read-only SQL query", description="Run one read-only query against ClickHouse (embedded or server) and print the result.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("query", help="a SELECT (or SHOW/DESCRIBE) statement")
+    p.add_argument("query", help="one SELECT, WITH ... SELECT, DESCRIBE, SHOW, EXISTS or EXPLAIN SELECT statement")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
     p.set_defaults(handler=_sql)
 
 
 def run_readonly(query: str):
-    """Return (column_names, rows); raises CommandError with ClickHouse's message on failure."""
-    from clickhouse_connect.driver.exceptions import ClickHouseError
+    """Return (column_names, rows); raises CommandError with one clear line on any refusal or failure.
 
-    from sinks.clickhouse import StoreBusy, is_embedded, make_client, query_readonly
+    What may run and how is sinks/sql_guard.py's: one read-only statement, on a client of its own opened
+    with readonly=1 and the `sql_max_*` limits.
+    """
+    from sinks.clickhouse import StoreBusy, StoreMissing, embedded_path, is_embedded
+    from sinks.sql_guard import QueryFailed, QueryNotAllowed, ReadonlyLimits, run_readonly_query
     from streams.cli import CommandError
     from streams.settings import get_settings
 
     s = get_settings()
-    if is_embedded(s.effective_clickhouse_dsn) and _owner_running(s):
-        # Asking the owner first keeps chDB from printing its lock error on the way.
-        return _via_owner(query, s, StoreBusy("the embedded ClickHouse store is owned by a running process"))
+    limits = ReadonlyLimits.from_settings(s)
+    dsn = s.effective_clickhouse_dsn
+    if is_embedded(dsn):
+        if _owner_running(s):
+            # Asking the owner first keeps chDB from printing its lock error on the way.
+            return _via_owner(query, s, StoreBusy("the embedded ClickHouse store is owned by a running process"))
+    elif s.clickhouse_readonly_dsn:
+        dsn = s.clickhouse_readonly_dsn
+    else:
+        raise CommandError("the ClickHouse store is a server: set HOTSPOT_CLICKHOUSE_READONLY_DSN to a ClickHouse "
+                           "user that can only read (README: read-only ClickHouse user)")
     try:
-        # readonly=1 is a session setting: this client is opened for this one query.
-        client = make_client(s.effective_clickhouse_dsn, database=s.clickhouse_database)
-        columns, _, rows = query_readonly(client, query)
+        result = run_readonly_query(dsn, s.clickhouse_database, query, limits)
+    except StoreMissing:
+        raise CommandError(f"no ClickHouse store at {embedded_path(dsn)}: start `hotspot run` (or a worker) first, "
+                           "or point HOTSPOT_DATA_DIR or HOTSPOT_CLICKHOUSE_DSN at an existing store") from None
     except StoreBusy as exc:
         return _via_owner(query, s, exc)
-    except ClickHouseError as exc:
-        raise CommandError(str(exc).strip().splitlines()[0]) from None
-    return columns, rows
+    except (QueryNotAllowed, QueryFailed) as exc:
+        raise CommandError(str(exc)) from None
+    return result.columns, result.rows
 
 
 def _owner_running(s) -> bool:
@@ -63,7 +79,9 @@ def _via_owner(query: str, s, busy: Exception):
     from streams.cli import CommandError
 
     try:
-        return query_owner(s.data_dir, query, dsn=s.effective_clickhouse_dsn)
+        # The owner stops the query at its own sql_max_execution_time_s; wait a little longer than that.
+        return query_owner(s.data_dir, query, dsn=s.effective_clickhouse_dsn,
+                           timeout_s=s.sql_max_execution_time_s + 30)
     except QueryRefused as exc:
         raise CommandError(str(exc)) from None
     except OwnerUnavailable as exc:

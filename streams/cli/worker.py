@@ -19,13 +19,22 @@ def register(sub) -> None:
 
 
 def _worker(args) -> int:
-    from sinks.clickhouse import StoreBusy
+    from sinks.clickhouse import StoreBusy, mask_dsn
     from streams.cli import CommandError
+    from streams.datadir import Locked
     from streams.settings import get_settings
-    from streams.worker import run_worker
+    from streams.worker import MetricsPortBusy, run_worker
 
+    s = get_settings()
     try:
-        run_worker(get_settings(), loglevel=args.loglevel)
+        run_worker(s, loglevel=args.loglevel)
+    except Locked as exc:
+        raise CommandError(f"the embedded ClickHouse store {mask_dsn(s.effective_clickhouse_dsn)} is owned by another "
+                           f"worker (pid {exc.pid if exc.pid is not None else '?'}, lock {exc.path}); one process owns "
+                           "an embedded store: stop that worker, set HOTSPOT_WORKER_JOIN_STORE=true to join it (rows "
+                           "written through it), or point HOTSPOT_CLICKHOUSE_DSN at a ClickHouse server") from None
+    except MetricsPortBusy as exc:
+        raise CommandError(str(exc)) from None
     except StoreBusy as exc:
         raise CommandError(f"{exc}; is another worker or `hotspot run` using it?") from None
     return 0

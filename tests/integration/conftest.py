@@ -21,6 +21,7 @@ class Broker:
     data_dir: Path
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
+    env: dict[str, str] | None = None  # the `hotspot broker` commands' environment (default: this process's)
 
     @property
     def bootstrap(self) -> str:
@@ -29,7 +30,7 @@ class Broker:
     def _cli(self, action: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
         cmd = [HOTSPOT, "broker", action, "--data-dir", str(self.data_dir),
                "--port", str(self.port), "--controller-port", str(self.controller_port), *extra]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=self.env)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc

@@ -30,6 +30,7 @@ class LiveSystem:
     worker: subprocess.Popen | None = None
     logs: list[Path] = field(default_factory=list)
     metrics_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)  # more HOTSPOT_* settings (Kafka security, ...)
 
     @property
     def env(self) -> dict[str, str]:
@@ -41,6 +42,7 @@ class LiveSystem:
             "HOTSPOT_WORKER_EXPIRE_INTERVAL_S": "1",
             "HOTSPOT_PROCESSING": json.dumps(self.processing),
         })
+        env.update(self.extra_env)
         return env
 
     def hotspot(self, *args: str, timeout_s: float = 300) -> str:
@@ -49,13 +51,14 @@ class LiveSystem:
             raise AssertionError(f"hotspot {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
 
-    def start_worker(self, wait_ready: bool = True) -> subprocess.Popen:
+    def start_worker(self, wait_ready: bool = True, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a worker (the newest is `self.worker`); `extra_env` for this one only (its metrics port, ...)."""
         log = self.data_dir / f"worker-{len(self.logs)}.log"
         self.logs.append(log)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as fh:
             self.worker = subprocess.Popen([HOTSPOT, "worker", "--loglevel", "info"], stdout=fh, stderr=subprocess.STDOUT,
-                                           env=self.env, start_new_session=True)
+                                           env={**self.env, **(extra_env or {})}, start_new_session=True)
         if wait_ready:
             wait_until(lambda: READY_LINE in log.read_text() or self.worker.poll() is not None, 180, "the worker to start")
             assert self.worker.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
@@ -122,8 +125,60 @@ def simulate(out: Path, *, officers: int, hours: float, seed: int, ago_h: float,
     return out
 
 
-def replay(sim: Path, out: Path, processing: dict | None = None) -> dict[str, list[dict]]:
+def replay(sim: Path, out: Path, processing: dict | None = None, pings: Path | None = None) -> dict[str, list[dict]]:
+    """`hotspot replay` of the simulation's pings (or of `pings`, e.g. an export of what Kafka received)."""
     params = [a for k, v in (processing or {}).items() for a in ("--param", f"{k}={v}")]
-    subprocess.run([HOTSPOT, "replay", "--pings", str(sim / "pings.csv"), "--hotspots", str(sim / "hotspots.geojson"),
-                    "--out", str(out), *params], check=True, capture_output=True, timeout=300)
+    subprocess.run([HOTSPOT, "replay", "--pings", str(pings or sim / "pings.csv"),
+                    "--hotspots", str(sim / "hotspots.geojson"), "--out", str(out), *params],
+                   check=True, capture_output=True, timeout=300)
     return {name: read_csv(out / f"{name}.csv") for name in ("visits", "stops", "modes", "rejected")}
+
+
+def export_arrived(bootstrap: str, out: Path, expected: int) -> Path:
+    """The `pings` topic as a replay file, in the order each partition holds it, each ping with its arrival.
+
+    Arrival (`received_at`) is the broker's append time, the clock the live worker's
+    reorder hold runs on (streams.kafka.ARRIVAL_CLOCK). Replaying this file is
+    replaying exactly what the worker was given, as it was given: whether a sender
+    stalled, or a machine was busy, is in the data, so the comparison with the live
+    tables does not depend on how fast anything ran.
+    """
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from schemas.codec import Codec
+    from streams.kafka import describe_topics
+
+    async def read() -> list:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            parts = [TopicPartition("pings", p) for p in range((await describe_topics(bootstrap))["pings"])]
+            ends = await consumer.end_offsets(parts)
+            assert sum(ends.values()) == expected, f"{sum(ends.values())} pings in Kafka, {expected} sent"
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            got: dict[int, list] = {tp.partition: [] for tp in parts}
+            while any(len(got[tp.partition]) < ends[tp] for tp in parts):
+                for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                    got[tp.partition].extend(records)
+            return [r for p in sorted(got) for r in got[p]]
+        finally:
+            await consumer.stop()
+
+    codec = Codec("Ping")
+    columns = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery",
+               "received_at")
+    with open(out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for r in asyncio.run(read()):
+            p = codec.decode(r.value)
+            received = p["received_ms"] or None  # 0: a backfill, no arrival time
+            if received is not None and r.timestamp_type == 1:  # LogAppendTime: what the worker uses
+                received = r.timestamp
+            w.writerow([p["device_id"], p["ts_ms"], *("" if p[k] is None else repr(float(p[k])) for k in columns[2:9]),
+                        "" if received is None else received])
+    return out

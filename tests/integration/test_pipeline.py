@@ -2,7 +2,11 @@
 
 Pings go in through `hotspot pings send`, the worker turns them into patrol
 events, and the tables must say exactly what `hotspot replay` says of the same
-pings: the live and batch paths call the same processors. A long signal-loss
+pings: the live and batch paths call the same processors. "The same pings" is
+what Kafka holds once they are sent, with the time the broker appended each
+(`as_arrived`): the live worker's reorder hold runs on that clock, so a sender
+that stalled or a busy machine changes the data both paths see, never one path
+alone. A long signal-loss
 setting keeps silence from closing visits while a test runs, so the only
 difference allowed is at the end of the data: what replay closes as
 `end_of_data` is still open live.
@@ -14,9 +18,12 @@ from collections import Counter
 
 import pytest
 
-from tests.integration.live import LiveSystem, ms, replay, simulate, wait_until
+from tests.integration.live import LiveSystem, export_arrived, ms, replay, simulate, wait_until
 
-NO_SILENCE = {"signal_loss_s": 36000}
+# Signal loss is judged on the arrival clock live and on fix times in replay: off, for both. Replay's
+# rows carry no arrival time, so it is told the window live pings have (unstamped rows default to a
+# 600 s one, for files shuffled by rows): a straggler late live is late in replay too.
+NO_SILENCE = {"signal_loss_s": 36000, "unstamped_reorder_window_s": 10}
 
 
 def _line_count(path) -> int:
@@ -31,6 +38,12 @@ def _accounted(live: LiveSystem) -> int:
                                "(SELECT count() FROM hotspot.pings_rejected FINAL)"))
     except AssertionError:
         return -1
+
+
+def as_arrived(live: LiveSystem, sim, tmp_path, total: int) -> dict[str, list[dict]]:
+    """Replay of exactly the pings the worker was given, with their arrival times (see the module doc)."""
+    arrived = export_arrived(live.broker.bootstrap, tmp_path / "arrived.csv", total)
+    return replay(sim, tmp_path / "replay", NO_SILENCE, pings=arrived)
 
 
 def _live(make_broker, tmp_path, hotspots=None) -> LiveSystem:
@@ -100,13 +113,13 @@ def assert_live_equals_replay(live: dict[str, list[dict]], expected: dict[str, l
 
 def test_live_pings_give_the_same_visits_stops_modes_and_rejects_as_replay(make_broker, tmp_path):
     sim = simulate(tmp_path / "sim", officers=6, hours=1.5, seed=11, ago_h=2)
-    expected = replay(sim, tmp_path / "replay", NO_SILENCE)
     live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
     live.start_worker()
     try:
         live.hotspot("pings", "send", str(sim / "pings.csv"))
         total = _line_count(sim / "pings.csv")
         wait_until(lambda: _accounted(live) == total, 180, f"all {total} pings stored or rejected")
+        expected = as_arrived(live, sim, tmp_path, total)
         assert_live_equals_replay(live_tables(live), expected)
         # Every stored ping keeps the source it was sent with, also those held for reordering
         # from one batch to the next (nearly all of them, live).
@@ -214,7 +227,6 @@ def test_clickhouse_unavailable_for_a_while_then_back_loses_nothing(make_broker,
 
     sim = simulate(tmp_path / "sim", officers=4, hours=1, seed=51, ago_h=1.5)
     total = _line_count(sim / "pings.csv")
-    expected = replay(sim, tmp_path / "replay", NO_SILENCE)
     live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
     # Another process holds the ClickHouse store: for the worker, ClickHouse is down.
     dsn = f"chdb://{live.data_dir / 'clickhouse'}"
@@ -230,7 +242,7 @@ def test_clickhouse_unavailable_for_a_while_then_back_loses_nothing(make_broker,
         holder.communicate("\n", timeout=60)  # ClickHouse is back
         wait_until(lambda: _accounted(live) >= total, 300, "the worker to catch up")
         assert _accounted(live) == total
-        assert_live_equals_replay(live_tables(live), expected)
+        assert_live_equals_replay(live_tables(live), as_arrived(live, sim, tmp_path, total))
     finally:
         if holder.poll() is None:
             holder.kill()
@@ -275,12 +287,12 @@ def test_kill_9_of_the_worker_at_random_moments_then_restart_loses_and_doubles_n
     sim = simulate(tmp_path / "sim", officers=45, hours=3, seed=31, ago_h=3.2)
     total = _line_count(sim / "pings.csv")
     assert total >= 50_000
-    expected = replay(sim, tmp_path / "replay", NO_SILENCE)  # an uninterrupted run of the same processors
     live = _live(make_broker, tmp_path, hotspots=sim / "hotspots.geojson")
     live.start_worker()
     try:
         run_with_kills(live, sim, total, kills=4, rng=random.Random(seed))
         assert _accounted(live) == total, f"seed {seed}"
+        expected = as_arrived(live, sim, tmp_path, total)  # an uninterrupted run of the same processors
         # Rows written twice (a batch redone after a kill) collapse under FINAL to one per key:
         # exactly the pings replay accepted.
         assert int(live.scalar("SELECT count() FROM hotspot.pings FINAL")) == total - len(expected["rejected"])

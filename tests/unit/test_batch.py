@@ -6,7 +6,7 @@ import pytest
 from processors.batch import expire, finish, process_batch
 from processors.config import ProcessingConfig
 from processors.device import STATE_VERSION, DeviceState
-from processors.model import (DUPLICATE, END_OF_DATA, END_SIGNAL_LOST, LATE, NULL_ISLAND, REASONS, ModeSegment,
+from processors.model import (visit_id, DUPLICATE, END_OF_DATA, END_SIGNAL_LOST, LATE, NULL_ISLAND, REASONS, ModeSegment,
                               StopEnded, StopStarted, VisitEnded, VisitStarted)
 from tests.unit.tracks import CFG, H, T0, index, ping, s, stay, visits, walk
 
@@ -82,13 +82,29 @@ def test_expire_closes_a_silent_devices_visit_at_its_last_inside_fix():
 
 
 def test_a_device_back_after_expire_starts_afresh():
+    # Back inside H after longer than gap_bridge_max_s: a new visit.
     track = [ping(t, 75, 75, received_s=t + 1) for t in range(0, 125, 5)]
     r = process_batch({}, track, IDX, CFG)
     lost = expire(r.states, T0 + 500_000, IDX, CFG)
-    back = process_batch(lost.states, [ping(t, 75, 75, received_s=t + 1) for t in range(600, 700, 5)], IDX, CFG)
+    back = process_batch(lost.states, [ping(t, 75, 75, received_s=t + 1) for t in range(1100, 1200, 5)], IDX, CFG)
     done = finish(back.states, IDX, CFG)
     assert [(v.entered_ms, v.end_reason) for v in visits(lost.events + back.events + done.events)] == [
-        (s(0), END_SIGNAL_LOST), (s(600), END_OF_DATA)]
+        (s(0), END_SIGNAL_LOST), (s(1100), END_OF_DATA)]
+
+
+def test_a_visit_closed_by_the_timer_reopens_when_the_device_is_back_in_time_as_replay_gives_it():
+    track = [ping(t, 75, 75, received_s=t + 1) for t in range(0, 125, 5)]
+    later = [ping(t, 75, 75, received_s=t + 1) for t in range(600, 700, 5)]
+    r = process_batch({}, track, IDX, CFG)
+    lost = expire(r.states, T0 + 500_000, IDX, CFG)
+    back = process_batch(lost.states, later, IDX, CFG)
+    live = visits(lost.events + back.events + finish(back.states, IDX, CFG).events)
+    whole = process_batch({}, track + later, IDX, CFG)
+    replayed = visits(whole.events + finish(whole.states, IDX, CFG).events)
+    assert live == replayed
+    assert [(v.visit_id, v.end_reason, v.dwell_s, v.inferred_s) for v in live] == [
+        (visit_id("d1", "H", s(0)), END_SIGNAL_LOST, 120.0, 0.0),
+        (visit_id("d1", "H", s(0)), END_OF_DATA, 695.0, 480.0)]
 
 
 def test_finish_never_lets_an_open_visit_vanish():
@@ -149,9 +165,13 @@ _STATE_BEFORE_TUPLES = (
 def test_state_bytes_written_by_the_earlier_layout_load_and_are_written_alike():
     track = walk(0, 20, 5, (-10, 75), (20, 75), speed_mps=1.5) + stay(25, 60, 5, (20, 75))
     live = process_batch({}, track, IDX, CFG)
-    assert live.states["d1"].to_bytes() == _STATE_BEFORE_TUPLES
+    # Version 2 appends the time-jump fields to the state and the gap-bridge fields to each track;
+    # version 1 loads with nothing held aside, no last inside position and nothing bridged.
     restored = DeviceState.from_bytes(_STATE_BEFORE_TUPLES)
-    assert restored.to_bytes() == _STATE_BEFORE_TUPLES
+    v2 = restored.to_bytes()
+    assert v2[:1] == b"\x02" and v2.endswith(b"],null,null,0.0,false]],[],null,0,[],0,null]")
+    assert v2.replace(b"],null,null,0.0,false]],[],null,0,[],0,null]", b"]]]]") == b"\x02" + _STATE_BEFORE_TUPLES[1:]
+    assert DeviceState.from_bytes(v2).to_bytes() == v2
     more = stay(65, 200, 5, (20, 75)) + walk(205, 300, 5, (30, 75), (200, 75), speed_mps=1.5)
     assert process_batch({"d1": restored}, more, IDX, CFG).events == process_batch(live.states, more, IDX, CFG).events
 

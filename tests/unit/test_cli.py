@@ -30,3 +30,20 @@ def test_help_has_an_example(path):
     proc = subprocess.run([HOTSPOT, *path, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "example" in proc.stdout.lower(), proc.stdout
+
+
+def test_devices_add_osmand_prints_a_random_identifier_once_and_lists_the_device_as_osmand(tmp_path):
+    import json
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTSPOT_")}
+    env["HOTSPOT_DATA_DIR"] = str(tmp_path)
+    added = subprocess.run([HOTSPOT, "devices", "add", "pc-1234-traccar", "--osmand", "--json"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    record = json.loads(added.stdout)
+    assert record["device_id"] == "pc-1234-traccar" and len(record["osmand_id"]) >= 32 and "secret" not in record
+    listed = subprocess.run([HOTSPOT, "devices", "list", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    [item] = json.loads(listed.stdout)
+    assert item["device_id"] == "pc-1234-traccar" and item["protocols"] == "osmand"
+    assert record["osmand_id"] not in listed.stdout

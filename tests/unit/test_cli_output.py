@@ -20,19 +20,25 @@ def _cli(env, *args) -> subprocess.CompletedProcess:
 
 
 def test_an_empty_query_result_keeps_its_column_header(cli_env):
+    import sys
+
     env = {**cli_env, "HOTSPOT_CLICKHOUSE_DATABASE": "system"}
+    # `hotspot sql` reads a store, never makes one: make it as the worker would.
+    subprocess.run([sys.executable, "-c", "from sinks.clickhouse import make_client, migrate; from streams.settings import get_settings; "
+                    "s = get_settings(); migrate(make_client(s.effective_clickhouse_dsn), 'hotspot', 90)"],
+                   env=env, check=True, timeout=120)
     query = "SELECT name, engine FROM system.databases WHERE name = 'no such database'"
     assert _cli(env, "sql", query).stdout.splitlines() == ["name  engine", "----  ------", "(0 rows)"]
     assert _cli(env, "sql", "--format", "csv", query).stdout.splitlines() == ["name,engine"]
 
 
 def test_devices_list_prints_a_header_and_json_for_scripts(cli_env):
-    assert _cli(cli_env, "devices", "list").stdout.splitlines()[0].split() == ["device_id", "revoked", "created"]
+    assert _cli(cli_env, "devices", "list").stdout.splitlines()[0].split() == ["device_id", "revoked", "created", "protocols"]
     _cli(cli_env, "devices", "add", "pc-1")
     _cli(cli_env, "devices", "add", "pc-2")
     _cli(cli_env, "devices", "revoke", "pc-2")
     lines = _cli(cli_env, "devices", "list").stdout.splitlines()
-    assert lines[0].split() == ["device_id", "revoked", "created"]
+    assert lines[0].split() == ["device_id", "revoked", "created", "protocols"]
     assert [line.split()[:2] for line in lines[2:4]] == [["pc-1", "no"], ["pc-2", "yes"]]
     assert lines[-1] == "(2 rows)"
     items = json.loads(_cli(cli_env, "devices", "list", "--json").stdout)

@@ -40,7 +40,7 @@ SAMPLES = {
     "PatrolEvent": dict(event_id="e1", type="visit_ended", device_id="dev-7", hotspot_id="hs-1", ts_ms=5, emitted_ms=6,
                         visit=dict(visit_id="v1", entered_ms=1, exited_ms=5, dwell_s=600.0, foot_s=500.0,
                                    vehicle_s=60.0, stationary_s=40.0, stop_count=1, ping_count=120,
-                                   end_reason="signal_lost"),
+                                   end_reason="signal_lost", observed_s=540.0, inferred_s=60.0),
                         stop=None, mode=None),
     "RejectedPing": dict(device_id="dev-7", ping=PING, raw=None, reason="future_ts", detail="ts_ms: 6 min ahead",
                          stage="worker", rejected_ms=9),

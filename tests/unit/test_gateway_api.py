@@ -59,9 +59,11 @@ def env(tmp_path):
     device, device_secret = store.add("pc-17", "device")
     _, other_secret = store.add("pc-18", "device")
     _, user_secret = store.add("sgt-1", "user", "supervisor")
+    _, osmand_id = store.add("pc-19", "device", osmand=True)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield type("Env", (), dict(client=client, app=app, producer=producer, store=store, config=config,
-                                   secret=device_secret, other_secret=other_secret, user_secret=user_secret))
+                                   secret=device_secret, other_secret=other_secret, user_secret=user_secret,
+                                   osmand_id=osmand_id))
 
 
 def bearer(secret: str) -> dict:
@@ -167,8 +169,10 @@ def test_a_revoked_device_is_refused_on_every_protocol(env):
     env.store.revoke("pc-17", "device")
     assert env.client.post("/v1/pings", json=PING, headers=bearer(env.secret)).status_code == 401
     assert env.client.post("/v1/owntracks", content=OWNTRACKS_EXAMPLE, headers=basic("pc-17", env.secret)).status_code == 401
-    r = env.client.get("/v1/osmand?id=pc-17&lat=1&lon=2")
-    assert r.status_code == 400 and r.json()["error"] == "unknown_device"
+    assert env.client.get(f"/v1/osmand?id={env.osmand_id}&lat=1&lon=2").status_code == 200
+    env.store.revoke("pc-19", "device")
+    r = env.client.get(f"/v1/osmand?id={env.osmand_id}&lat=1&lon=2")
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
 
 
 def test_a_device_revoked_by_another_process_stops_working(env, tmp_path):
@@ -227,35 +231,118 @@ def test_owntracks_malformed_location_is_400_naming_the_field(env):
 
 # --------------------------------------------------------------------------- OsmAnd
 
-def test_osmand_query_string_form_and_json_all_land_with_units_converted(env):
-    q = "/v1/osmand?id=pc-17&lat=42.06288&lon=-88.23412&timestamp=2016-01-27T18%3A55%3A47Z&hdop=6.0&altitude=224.0&speed=10"
+def test_osmand_query_string_form_and_json_all_land_under_the_registered_name_with_units_converted(env):
+    oid = env.osmand_id
+    q = f"/v1/osmand?id={oid}&lat=42.06288&lon=-88.23412&timestamp=2016-01-27T18%3A55%3A47Z&hdop=6.0&altitude=224.0&speed=10"
     assert env.client.get(q).status_code == 200
     assert env.client.post(q).status_code == 200  # Traccar Client POSTs with the parameters in the query string
-    form = "id=pc-17&lat=49.60688&lon=6.15788&timestamp=2014-06-04+09%3A10%3A11&speed=0.0"
+    form = f"deviceid={oid}&lat=49.60688&lon=6.15788&timestamp=2014-06-04+09%3A10%3A11&speed=0.0"
     r = env.client.post("/v1/osmand", content=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200
-    body = {"device_id": "pc-17", "location": {"timestamp": "2023-11-14T22:13:10Z", "coords": {
+    body = {"device_id": oid, "location": {"timestamp": "2023-11-14T22:13:10Z", "coords": {
         "latitude": 51.5, "longitude": -0.1, "speed": 3.0}, "battery": {"level": 0.5}}}
     assert env.client.post("/v1/osmand", json=body).status_code == 200
     pings = env.producer.pings()
     assert [p["ts_ms"] for p in pings] == [1453920947000, 1453920947000, 1401873011000, 1699999990000]
     assert pings[0]["speed_mps"] == pytest.approx(5.14444, rel=1e-5)  # knots
     assert pings[3]["speed_mps"] == 3.0 and pings[3]["battery"] == 0.5
-    assert {p["device_id"] for p in pings} == {"pc-17"}
+    assert {p["device_id"] for p in pings} == {"pc-19"}
+    # The identifier is the device's secret: it is in no record sent to Kafka.
+    assert all(oid.encode() not in value and oid.encode() not in key for _, key, value in env.producer.sent)
 
 
-def test_osmand_unknown_device_is_400_naming_the_id(env):
-    r = env.client.get("/v1/osmand?id=902064&lat=1&lon=2")
-    assert r.status_code == 400 and r.json() == {
-        "error": "unknown_device", "field": "id", "detail": "device '902064' is not registered (hotspot devices add)"}
+def test_osmand_identifier_is_long_random_url_safe_and_stored_only_hashed(env):
+    import re
+
+    assert re.fullmatch(r"[A-Za-z0-9_-]{32,}", env.osmand_id)  # 24 random bytes: 192 bits
+    _, second = env.store.add("pc-20", "device", osmand=True)
+    assert second != env.osmand_id
+    raw = b"".join(p.read_bytes() for p in env.config.credentials_path.parent.glob("credentials.sqlite3*"))
+    assert env.osmand_id.encode() not in raw and second.encode() not in raw
+
+
+def test_osmand_by_registered_name_is_refused_so_names_cannot_be_spoofed(env):
+    # Before: knowing a device's name (pc-17, pc-19) was enough to post positions as it.
+    for name in ("pc-17", "pc-19"):
+        r = env.client.get(f"/v1/osmand?id={name}&lat=51.5&lon=-0.1")
+        assert r.status_code == 403
+    assert env.producer.sent == []
+
+
+def test_osmand_unknown_revoked_and_bearer_secret_identifiers_get_one_indistinguishable_answer(env):
+    _, revoked_id = env.store.add("pc-21", "device", osmand=True)
+    env.store.revoke("pc-21", "device")
+    answers = set()
+    for identifier in ("902064", "pc-17", revoked_id, env.secret, env.osmand_id[:-1] + "A"):
+        r = env.client.get("/v1/osmand", params={"id": identifier, "lat": "1", "lon": "2"})
+        answers.add((r.status_code, r.content, tuple(sorted((k, v) for k, v in r.headers.items()
+                                                            if k != "content-length"))))
+    assert len(answers) == 1
+    [(status, content, _)] = answers
+    assert status == 403 and orjson.loads(content) == {
+        "error": "forbidden", "field": "id",
+        "detail": "not the identifier of an active OsmAnd device (see `hotspot devices add NAME --osmand`)"}
+    assert env.producer.sent == []
+
+
+def test_repeated_unknown_identifiers_from_one_address_are_rate_limited(env):
+    burst = env.config.osmand_unknown_burst
+    for i in range(burst):
+        assert env.client.get(f"/v1/osmand?id=guess-{i}&lat=1&lon=2").status_code == 403
+    r = env.client.get("/v1/osmand?id=guess-x&lat=1&lon=2")
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    # A blocked address is refused whatever it sends, so a lucky guess does not show.
+    r = env.client.get(f"/v1/osmand?id={env.osmand_id}&lat=1&lon=2")
+    assert r.status_code == 429 and env.producer.sent == []
+    # Other addresses are not affected.
+    with TestClient(env.app, client=("192.0.2.7", 5000)) as other:
+        assert other.get(f"/v1/osmand?id={env.osmand_id}&lat=1&lon=2").status_code == 200
+
+
+def test_osmand_routes_answer_404_when_turned_off(tmp_path):
+    config = GatewayConfig(data_dir=tmp_path, osmand_enabled=False)
+    store = CredentialStore(config.credentials_path, refresh_s=0)
+    _, oid = store.add("pc-19", "device", osmand=True)
+    producer = KeepingProducer()
+    app = create_app(config=config, producer=producer, credentials=store)
+    with TestClient(app) as client:
+        for method in ("GET", "POST"):
+            r = client.request(method, f"/v1/osmand?id={oid}&lat=1&lon=2")
+            assert r.status_code == 404 and r.json()["error"] == "not_found"
+        with TestClient(create_osmand_app(app.state.gateway)) as listener:
+            assert listener.get(f"/?id={oid}&lat=1&lon=2").status_code == 404
+    assert producer.sent == []
+
+
+def test_devices_registered_before_osmand_identifiers_keep_working(tmp_path):
+    import sqlite3
+
+    from gateway.credentials import _SCHEMA, _hash
+
+    path = tmp_path / "credentials.sqlite3"
+    old = sqlite3.connect(path)  # the file as the previous release left it: no osmand column, user_version 0
+    old.executescript(_SCHEMA)
+    salt = b"0123456789abcdef"
+    old.execute("INSERT INTO principals VALUES ('pc-17', 'device', NULL, 'd0011223344aa', ?, ?, 1700000000000, NULL)",
+                (salt, _hash("old-random-part", salt)))
+    old.commit()
+    old.close()
+    secret = "d0011223344aa.old-random-part"
+    store = CredentialStore(path, refresh_s=0)
+    assert store.verify(secret).name == "pc-17"
+    _, oid = store.add("pc-18", "device", osmand=True)
+    assert store.osmand_device(oid).name == "pc-18" and store.osmand_device("pc-17") is None
+    store.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 1
 
 
 def test_osmand_listener_answers_at_root_for_unmodified_traccar_clients(env):
     listener = create_osmand_app(env.app.state.gateway)
     with TestClient(listener) as client:
-        assert client.get("/?id=pc-17&timestamp=1377177267&location=60.0,30.0").status_code == 200
-        assert client.get("/?id=nobody&location=60.0,30.0").status_code == 400
-    assert env.producer.pings()[0]["lat"] == 60.0
+        assert client.get(f"/?id={env.osmand_id}&timestamp=1377177267&location=60.0,30.0").status_code == 200
+        assert client.get("/?id=nobody&location=60.0,30.0").status_code == 403
+    [ping] = env.producer.pings()
+    assert ping["lat"] == 60.0 and ping["device_id"] == "pc-19"
 
 
 # --------------------------------------------------------------------------- ops
@@ -312,14 +399,14 @@ def test_fuzzed_owntracks_bodies_never_get_a_5xx(env, body):
 @given(params=osmand_params, method=st.sampled_from(["GET", "POST-form", "POST-json"]), registered=st.booleans())
 def test_fuzzed_osmand_requests_never_get_a_5xx(env, params, method, registered):
     if registered:
-        params = {**params, "id": "pc-17"}
+        params = {**params, "id": env.osmand_id}
     if method == "GET":
         r = env.client.get("/v1/osmand", params=params)
     elif method == "POST-form":
         r = env.client.post("/v1/osmand", data=params)
     else:
         r = env.client.post("/v1/osmand", content=orjson.dumps({"device_id": params.get("id"), "location": params}))
-    assert r.status_code in (200, 400, 413, 429), r.text
+    assert r.status_code in (200, 400, 403, 413, 429), r.text
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -359,3 +446,13 @@ def test_docs_without_installed_assets_say_how_to_install_them(tmp_path):
             assert page.status_code == 503
             assert "make setup" in page.text and "swagger-ui-bundle.js" in page.text
         assert client.get("/openapi.json").status_code == 200
+
+def test_healthz_is_503_naming_the_reason_while_kafka_cannot_be_reached(tmp_path):
+    from tests.conftest import free_port
+
+    config = GatewayConfig(data_dir=tmp_path, bootstrap_servers=f"127.0.0.1:{free_port()}")  # nothing listens there
+    with TestClient(create_app(config=config)) as client:  # Kafka away at start is not fatal: OwnTracks spools
+        r = client.get("/healthz")
+        assert r.status_code == 503
+        assert r.json() == {"status": "not_ready", "kafka": "connecting", "reason": "not connected to Kafka",
+                            "spool_depth": 0, "held_depth": 0}

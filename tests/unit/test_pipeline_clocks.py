@@ -2,7 +2,9 @@
 
 The live worker releases held pings and judges silence on each pings partition's
 clock: the newest arrival it has handled, or the wall clock once it has handled
-the partition to its end. Right after a restart `getmany` can have returned a
+the partition to its end. "Its end" is asked of the broker afresh: the consumer's
+highwater is as old as its last fetch, and on a busy machine pings that arrived
+while a long batch was processed are beyond it. Right after a restart `getmany` can have returned a
 whole backlog that the loop has not handled yet; the consumer's own position is
 then already at the end, and taking it for "handled" would release held pings
 by the wall clock before the pings behind them are read.
@@ -21,14 +23,22 @@ TP = TopicPartition(PINGS, 1)
 class _Consumer:
     """What the clock asks of aiokafka: records up to `end` have been returned to the loop."""
 
-    def __init__(self, committed: int | None, end: int, start: int = 0):
+    def __init__(self, committed: int | None, end: int, start: int = 0, log_end: int | None = None):
         self._committed, self._end, self._start = committed, end, start
+        self._log_end = end if log_end is None else log_end   # what the broker says now
+        self.asked_at_s: list[float] = []
 
     def assignment(self):
         return {TP}
 
     def highwater(self, tp):
-        return self._end
+        return self._end          # as of the last fetch response
+
+    async def end_offsets(self, tps):
+        import time
+
+        self.asked_at_s.append(time.time())
+        return {tp: self._log_end for tp in tps}
 
     async def position(self, tp):
         return self._end          # getmany has handed everything over
@@ -48,6 +58,7 @@ class _Store:
 def _pipeline(consumer: _Consumer, handled: int | None = None, newest_arrival_ms: int | None = None) -> LivePipeline:
     p = LivePipeline.__new__(LivePipeline)  # the clock needs no broker, store or writer
     p.consumer, p.store = consumer, _Store()
+    p.settings = type("S", (), {"worker_arrival_margin_s": 0.1})()
     p._positions = {} if handled is None else {TP: handled}
     p._start_positions = {}
     p._arrival_clock = {} if newest_arrival_ms is None else {TP.partition: newest_arrival_ms}
@@ -64,13 +75,22 @@ def test_with_nothing_handled_and_nothing_read_there_is_no_clock():
     assert asyncio.run(_pipeline(_Consumer(committed=9000, end=10_000))._partition_clocks()) == {}
 
 
-def test_a_partition_handled_to_its_end_runs_on_the_wall_clock():
+def test_a_partition_handled_to_its_end_runs_on_the_wall_clock_as_it_was_before_the_end_was_asked():
     import time
 
-    before = int(time.time() * 1000)
-    clocks = asyncio.run(_pipeline(_Consumer(committed=9000, end=10_000), handled=10_000,
-                                   newest_arrival_ms=1_750_000_000_000)._partition_clocks())
-    assert clocks[1] >= before
+    before = int((time.time() - 0.1) * 1000)
+    consumer = _Consumer(committed=9000, end=10_000)
+    clocks = asyncio.run(_pipeline(consumer, handled=10_000, newest_arrival_ms=1_750_000_000_000)._partition_clocks())
+    # Everything appended before that moment was below the end the broker gave: less the margin.
+    assert before <= clocks[1] <= int((consumer.asked_at_s[0] - 0.1) * 1000)
+
+
+def test_a_stale_highwater_does_not_pass_for_the_end_when_more_has_arrived_since():
+    # The last fetch said 10,000 and the loop handled that much; meanwhile (a long batch on a busy
+    # machine) a straggler arrived at offset 10,000. Releasing on the wall clock now would judge it late.
+    p = _pipeline(_Consumer(committed=9000, end=10_000, log_end=10_001), handled=10_000,
+                  newest_arrival_ms=1_750_000_000_000)
+    assert asyncio.run(p._partition_clocks()) == {1: 1_750_000_000_000}
 
 
 def test_an_idle_partition_never_committed_starts_at_its_beginning():

@@ -26,7 +26,7 @@ def assert_plausible(ping: dict) -> None:
     if ping["heading_deg"] is not None:
         assert 0 <= ping["heading_deg"] < 360
     if ping["accuracy_m"] is not None:
-        assert 0 <= ping["accuracy_m"] <= 1e6
+        assert 0 < ping["accuracy_m"] <= 10_000, "an impossible accuracy must be None, not a (perfect) fix"
     if ping["battery"] is not None:
         assert 0 <= ping["battery"] <= 1, "battery is a fraction"
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in ping["extra"].items())
@@ -233,3 +233,60 @@ def test_plausibility_checker_catches_unconverted_units():
     with pytest.raises(AssertionError):
         assert_plausible(bad)
     assert not math.isnan(bad["lat"])
+
+
+# --------------------------------------------------------------------------- impossible accuracies mean "unknown"
+
+def test_traccar_client_accuracy_zero_is_unknown_not_a_perfect_fix():
+    # What the classic Traccar Client (Android) sends for every GPS fix: accuracy=0.0.
+    ping = _osmand("/?id=pc-17&timestamp=1699999990&lat=51.50140&lon=-0.14190&speed=0.0&bearing=0.0"
+                   "&altitude=31.0&accuracy=0.0&batt=81.0")
+    assert ping == _ping(device_id="pc-17", ts_ms=1699999990000, lat=51.5014, lon=-0.1419, speed_mps=0.0,
+                         heading_deg=0.0, altitude_m=31.0, accuracy_m=None, battery=0.81, source="osmand")
+
+
+@pytest.mark.parametrize("accuracy", ["0", "0.0", "-1", "-17.5", "NaN", "nan", "inf", "-Infinity", "10000.1", "1e7"])
+def test_osmand_impossible_accuracy_is_unknown(accuracy):
+    ping = _osmand(f"/?id=7&lat=51.5&lon=-0.1&timestamp=1700000000&accuracy={accuracy}")
+    assert ping["accuracy_m"] is None
+
+
+def test_osmand_hdop_is_kept_as_sent_and_never_becomes_metres():
+    ping = _osmand("/?id=7&lat=51.5&lon=-0.1&timestamp=1700000000&hdop=0.0&accuracy=4.0")
+    assert ping["accuracy_m"] == 4.0 and ping["extra"] == {"hdop": "0.0"}
+
+
+def test_plausible_accuracies_are_kept_up_to_ten_km():
+    assert _osmand("/?id=7&lat=51.5&lon=-0.1&timestamp=1700000000&accuracy=0.5")["accuracy_m"] == 0.5
+    assert _osmand("/?id=7&lat=51.5&lon=-0.1&timestamp=1700000000&accuracy=10000")["accuracy_m"] == 10_000.0
+
+
+def test_osmand_accuracy_that_is_not_a_number_is_still_a_field_error():
+    with pytest.raises(FieldError) as err:
+        _osmand("/?id=7&lat=51.5&lon=-0.1&timestamp=1700000000&accuracy=good")
+    assert err.value.field == "accuracy"
+
+
+@pytest.mark.parametrize("acc", [0, -1, 25_000])
+def test_owntracks_impossible_acc_is_unknown(acc):
+    message = {"_type": "location", "acc": acc, "alt": 440, "batt": 46, "conn": "w", "lat": 46.0681247,
+               "lon": 11.1512805, "t": "u", "tid": "5t", "tst": 1551874878, "vac": 2, "vel": 0}
+    ping = parse_owntracks(message, device_id="pc-17", received_ms=RECEIVED_MS)
+    assert_plausible(ping)
+    assert ping["accuracy_m"] is None and ping["lat"] == 46.0681247
+
+
+@pytest.mark.parametrize("acc", [0, 0.0, -5, 1e9, float("nan")])
+def test_native_impossible_accuracy_m_is_unknown(acc):
+    ping = parse_native({"ts": "2023-11-14T22:13:00Z", "lat": 51.5014, "lon": -0.1419, "accuracy_m": acc},
+                        device_id="pc-17", received_ms=RECEIVED_MS)
+    assert_plausible(ping)
+    assert ping["accuracy_m"] is None
+
+
+def test_traccar_json_accuracy_zero_is_unknown():
+    body = {"device_id": "x", "location": {"timestamp": "2023-11-14T22:13:10Z", "coords": {
+        "latitude": 1.0, "longitude": 2.0, "speed": 0, "heading": 90, "accuracy": 0}, "battery": {"level": 0.5}}}
+    ping = parse_traccar_json(body, device_id="x", received_ms=RECEIVED_MS)
+    assert_plausible(ping)
+    assert ping["accuracy_m"] is None and ping["heading_deg"] == 90.0

@@ -5,7 +5,7 @@ import pytest
 
 from processors.batch import expire, finish, process_batch
 from processors.device import DeviceState
-from processors.model import DUPLICATE, LATE
+from processors.model import DUPLICATE, LATE, TIME_JUMP
 from processors.reorder import admit, release
 from tests.unit.tracks import CFG, H, T0, index, ping
 
@@ -127,3 +127,121 @@ def test_a_straggler_within_the_hold_is_put_back_in_order():
 def test_the_hold_cannot_outlast_the_window():
     with pytest.raises(ValueError, match="reorder_hold_s"):
         CFG.replace(reorder_hold_s=CFG.reorder_window_s + 1)
+
+
+# --------------------------------------------------------------------------- time jumps
+
+DAY_S = 86_400
+
+
+def _run_all(pings, cuts=()):
+    states, accepted, rejected = {}, [], []
+    bounds = [0, *cuts, len(pings)]
+    for a, b in zip(bounds, bounds[1:]):
+        r = process_batch(states, pings[a:b], IDX, CFG)
+        states.update(r.states)
+        accepted += r.accepted
+        rejected += r.rejected
+    r = finish(states, IDX, CFG)
+    return _ts(a.ping for a in accepted + r.accepted), sorted((_ts([p])[0], why) for p, why in rejected + r.rejected)
+
+
+def test_one_row_two_days_ahead_is_rejected_and_the_shift_goes_on():
+    track = [ping(t, 0, 0) for t in range(0, 600, 10)]
+    track.insert(20, ping(2 * DAY_S, 0, 0))
+    accepted, rejected = _run_all(track)
+    assert accepted == list(range(0, 600, 10))
+    assert rejected == [(2 * DAY_S, TIME_JUMP)]
+
+
+def test_the_jump_is_rejected_once_the_old_timeline_has_run_time_jump_s_past_it():
+    st = DeviceState("d1")
+    dropped = []
+    for t in (0, 10):
+        admit(st, ping(t, 0, 0), CFG, dropped)
+    assert admit(st, ping(5000, 0, 0), CFG, dropped) is None            # provisional: moves nothing
+    assert st.watermark_ms == T0 + 10_000
+    for t in range(20, 310, 10):                                        # 290 s on: not yet
+        admit(st, ping(t, 0, 0), CFG, dropped)
+    assert dropped == [] and _ts(st.ahead) == [5000]
+    admit(st, ping(310, 0, 0), CFG, dropped)                            # 300 s on from 10 s
+    assert [(_ts([p])[0], why) for p, why in dropped] == [(5000, TIME_JUMP)] and st.ahead == []
+
+
+def test_a_silence_longer_than_time_jump_s_is_followed_from_its_second_fix():
+    track = [ping(t, 0, 0) for t in (0, 10, 20)] + [ping(t, 0, 0) for t in (1000, 1010, 1020)]
+    assert _run_all(track) == ([0, 10, 20, 1000, 1010, 1020], [])
+
+
+def test_a_row_moved_up_a_file_is_taken_once_the_timeline_reaches_it():
+    # 60 s interval: the row of 480 s comes before those of 60..420 s (a swap 8 rows later).
+    ts = list(range(0, 900, 60))
+    order = [0, 480, 60, 120, 180, 240, 300, 360, 420] + ts[9:]
+    track = [ping(t, 0, 0) for t in order]
+    accepted, rejected = _run_all(track)
+    assert rejected == [] and accepted == ts
+
+
+def test_a_clock_set_back_an_hour_that_stays_back_is_followed():
+    # Received in real time; at 600 s the phone's clock goes back an hour (NTP or time-zone fix).
+    before = [ping(t, 0, 0, received_s=t) for t in range(0, 600, 10)]
+    after = [ping(t - 3600, 0, 0, received_s=t) for t in range(600, 1200, 10)]
+    accepted, rejected = _run_all(before + after, cuts=(55, 61, 62, 90))
+    assert rejected == []
+    assert accepted == list(range(0, 600, 10)) + list(range(600 - 3600, 1200 - 3600, 10))
+
+
+def test_a_burst_of_old_stragglers_is_late_not_a_new_timeline():
+    # Three pings an hour old arrive at once (retransmitted), then the device goes on as before.
+    track = [ping(t, 0, 0, received_s=t) for t in range(3600, 3700, 10)]
+    track += [ping(t, 0, 0, received_s=3700) for t in (100, 110, 120)]
+    track += [ping(t, 0, 0, received_s=t) for t in range(3700, 3800, 10)]
+    accepted, rejected = _run_all(track)
+    assert accepted == list(range(3600, 3800, 10))
+    assert rejected == [(100, LATE), (110, LATE), (120, LATE)]
+
+
+def test_a_clock_that_goes_back_closes_the_visit_at_the_old_timeline_and_starts_afresh():
+    from processors.model import VisitEnded, VisitStarted
+    before = [ping(t, 75, 75, received_s=t) for t in range(0, 300, 10)]
+    after = [ping(t - 3600, 75, 75, received_s=t) for t in range(300, 600, 10)]
+    r = process_batch({}, before + after, IDX, CFG)
+    f = finish(r.states, IDX, CFG)
+    ended = [(e.entered_ms - T0) // 1000 for e in r.events + f.events if isinstance(e, VisitEnded)]
+    started = [(e.entered_ms - T0) // 1000 for e in r.events + f.events if isinstance(e, VisitStarted)]
+    assert started == [0, 300 - 3600] and ended == [0, 300 - 3600]
+    assert r.rejected == [] and f.rejected == []
+
+
+def test_rows_of_a_file_swapped_by_less_than_a_jump_are_put_in_order_by_default():
+    # 60 s interval; the row of 240 s comes four rows early. Unstamped rows have a 300 s window by
+    # default (unstamped_reorder_window_s = time_jump_s), so nothing is late; with 10 s, three were.
+    from processors.config import ProcessingConfig
+    ts = list(range(0, 900, 60))
+    order = [0, 240, 60, 120, 180] + ts[5:]
+    track = [ping(t, 0, 0) for t in order]
+    default = ProcessingConfig()
+    r = process_batch({}, track, IDX, default)
+    f = finish(r.states, IDX, default)
+    assert r.rejected == [] and _ts(a.ping for a in r.accepted + f.accepted) == ts
+    r10 = process_batch({}, track, IDX, CFG)
+    assert sorted(_ts([p])[0] for p, why in r10.rejected if why == LATE) == [60, 120, 180]
+
+
+def test_the_live_timer_rejects_a_jump_nothing_confirmed_once_the_device_is_quiet():
+    # A backfill sent at once (arrival stamps all at 1,000 s): the last fix comes after a 20 min
+    # silence, so it is a possible jump, and nothing follows it. finish() would reject it; the live
+    # timer does the same once the device has been quiet for the window, so that every ping is
+    # accounted for and live agrees with replay.
+    track = [ping(t, 0, 0, received_s=1000) for t in (0, 10, 20)] + [ping(1220, 0, 0, received_s=1000)]
+    r = process_batch({}, track, IDX, CFG)
+    st = r.states["d1"]
+    assert _ts(st.ahead) == [1220]
+    before = expire(r.states, T0 + 1_009_000, IDX, CFG)        # releases the held fixes, nothing else
+    assert before.rejected == [] and _ts(before.states["d1"].ahead) == [1220]
+    assert before.states["d1"].deadline_ms(CFG) == T0 + 1_010_000
+    later = expire(before.states, T0 + 1_010_000, IDX, CFG)
+    assert [(_ts([p])[0], why) for p, why in later.rejected] == [(1220, TIME_JUMP)]
+    assert later.states["d1"].ahead == []
+    replayed = finish(r.states, IDX, CFG)
+    assert [(_ts([p])[0], why) for p, why in replayed.rejected] == [(1220, TIME_JUMP)]

@@ -14,7 +14,8 @@ from streams.replayfiles import (PING_FIELDS, _Block, _csv_block_fast, iso_utc, 
 from tests.conftest import HOTSPOT
 from tests.unit.tracks import H, T0, lat_lon
 
-VISIT_HEADER = ["visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "foot_s", "vehicle_s",
+VISIT_HEADER = ["visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "observed_s", "inferred_s",
+                "foot_s", "vehicle_s",
                 "stationary_s", "stop_count", "ping_count", "end_reason"]
 STOP_HEADER = ["stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat", "lon"]
 MODE_HEADER = ["device_id", "started_at", "ended_at", "mode", "distance_m"]
@@ -265,19 +266,23 @@ def test_unusable_timestamps(text):
 
 
 def test_the_column_parser_agrees_with_the_row_parser():
-    rows = [["d1", "2025-06-12T08:00:00.000+01:00", "51.75", "-1.25", "5", "", "nan", "60", ""],
-            ["d2", "2025-06-12T08:00:01.500+01:00", "51.7", "-1.2", "", "1.5", "90", "", "0.5"],
-            ["d1", "2025-06-12T08:00:02.250+01:00", "nan", "-1.25", "7.5", "0", "", "", ""]]
-    block = _Block("f.csv", rows, [2, 3, 4], list(range(9)))
+    rows = [["d1", "2025-06-12T08:00:00.000+01:00", "51.75", "-1.25", "5", "", "nan", "60", "", "2025-06-12T07:00:00.300Z"],
+            ["d2", "2025-06-12T08:00:01.500+01:00", "51.7", "-1.2", "", "1.5", "90", "", "0.5", "2025-06-12T07:00:02.000Z"],
+            ["d1", "2025-06-12T08:00:02.250+01:00", "nan", "-1.25", "7.5", "0", "", "", "", "2025-06-12T07:00:02.100Z"]]
+    block = _Block("f.csv", rows, [2, 3, 4], list(range(10)))
     fast = _csv_block_fast(block)
     assert fast is not None
     slow = [make_ping(block.source(i)) for i in range(3)]
-    fields = ("device_id", "ts_ms", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery")
+    fields = ("device_id", "ts_ms", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery", "received_ms")
     assert [[getattr(p, f) for f in fields] for p in fast] == [[getattr(p, f) for f in fields] for p in slow]
+    assert [p.received_ms for p in fast] == [1749711600300, 1749711602000, 1749711602100]
+    # Without the arrival column (take points past the row's end) pings carry no arrival time.
+    bare = [r[:9] for r in rows]
+    assert [p.received_ms for p in _csv_block_fast(_Block("f.csv", bare, [2, 3, 4], list(range(10))))] == [None] * 3
     assert [p.lat for p in fast][:2] == [51.75, 51.7]
     # Mixed layouts, epoch numbers mixed with ISO, or a bad value: the block goes row by row.
     for k, value in ((1, "2025-06-12T07:00:00.000Z"), (1, "2025-06-12T08:00:00+01:00"), (1, "1749711600"),
                      (2, "north"), (0, "")):
         other = [list(r) for r in rows]
         other[0][k] = value
-        assert _csv_block_fast(_Block("f.csv", other, [2, 3, 4], list(range(9)))) is None
+        assert _csv_block_fast(_Block("f.csv", other, [2, 3, 4], list(range(10)))) is None

@@ -1,13 +1,15 @@
 """Settings come from defaults, then a TOML file, then HOTSPOT_* variables."""
 from __future__ import annotations
 
+import json
 import subprocess
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from sinks.clickhouse import Migration, mask_dsn
-from streams.settings import Settings
+from streams.settings import Settings, mask_url
 from tests.conftest import HOTSPOT
 
 
@@ -67,3 +69,58 @@ def test_migration_statements_split_on_line_final_semicolons_and_skip_comments()
         "CREATE TABLE hs.a (s String DEFAULT ';') ENGINE = Memory",
         "CREATE TABLE hs.b (x UInt8) ENGINE = Memory",
     ]
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("https://analyst:pa55word@ch.example:8443/", "https://analyst:****@ch.example:8443/"),
+    ("http://ch:8123/?user=analyst&password=pa55word", "http://ch:8123/?user=analyst&password=****"),
+    ("https://registry.example/?api_key=K3Y&Token=T0K&secret=S3C&x=1",
+     "https://registry.example/?api_key=****&Token=****&secret=****&x=1"),
+    ("https://key:sec@ret@registry.example:8081", "https://key:****@registry.example:8081"),
+    ("http://a:pw1@h1:8081,http://b:pw2@h2:8081", "http://a:****@h1:8081,http://b:****@h2:8081"),
+    ("chdb:///var/clickhouse", "chdb:///var/clickhouse"),
+    ("http://ch:8123/path@x", "http://ch:8123/path@x"),
+    ("127.0.0.1:19092", "127.0.0.1:19092"),
+])
+def test_mask_url_hides_every_credential_in_a_url(value, shown):
+    assert mask_url(value) == shown
+
+
+def test_config_masks_credentials_in_every_url_like_setting(cli_env):
+    env = {**cli_env,
+           "HOTSPOT_CLICKHOUSE_DSN": "http://ch:8123/?user=analyst&password=dsn-secret",
+           "HOTSPOT_CLICKHOUSE_READONLY_DSN": "https://reader:reader-secret@ch.example:8443/",
+           "HOTSPOT_SCHEMA_REGISTRY_URL": "https://sr-user:registry-secret@registry.example:8081"}
+    out = subprocess.run([HOTSPOT, "config", "--json"], capture_output=True, text=True, env=env, check=True).stdout
+    values = json.loads(out)
+    assert not any(secret in out for secret in ("dsn-secret", "reader-secret", "registry-secret"))
+    assert values["clickhouse_dsn"] == "http://ch:8123/?user=analyst&password=****"
+    assert values["clickhouse_readonly_dsn"] == "https://reader:****@ch.example:8443/"
+    assert values["schema_registry_url"] == "https://sr-user:****@registry.example:8081"
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("HOTSPOT_CLICKHOUSE_DSN", "postgres://u:secret-pw@db.example/hotspot"),
+    ("HOTSPOT_CLICKHOUSE_DSN", "clickhouse://ch:9000"),
+    ("HOTSPOT_CLICKHOUSE_READONLY_DSN", "chdb:///var/clickhouse"),
+])
+def test_an_unknown_clickhouse_scheme_is_refused_in_one_line_without_the_password(cli_env, variable, value):
+    proc = subprocess.run([HOTSPOT, "sql", "SELECT 1"], capture_output=True, text=True, env={**cli_env, variable: value})
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    setting = variable.removeprefix("HOTSPOT_").lower()
+    assert proc.stderr.startswith(f"hotspot sql: invalid settings: {setting}: {setting} has the unknown scheme")
+    assert "secret-pw" not in proc.stderr
+    assert not (Path(cli_env["HOTSPOT_DATA_DIR"])).exists()
+
+
+def test_hotspot_sql_against_a_server_needs_a_read_only_user(cli_env):
+    env = {**cli_env, "HOTSPOT_CLICKHOUSE_DSN": "http://writer:w@127.0.0.1:9/"}
+    proc = subprocess.run([HOTSPOT, "sql", "SELECT 1"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("hotspot sql: the ClickHouse store is a server: set HOTSPOT_CLICKHOUSE_READONLY_DSN "
+                                   "to a ClickHouse user that can only read (README: read-only ClickHouse user)")
+
+
+def test_limits_of_analysts_queries_have_sane_defaults(clean_env):
+    s = Settings()
+    assert (s.sql_max_execution_time_s, s.sql_max_memory_bytes, s.sql_max_result_rows) == (30.0, 1 << 30, 100_000)

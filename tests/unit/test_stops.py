@@ -67,6 +67,19 @@ def test_two_fixes_away_end_a_stop_at_its_last_fix_within():
     assert (second.started_ms, second.ended_ms) == (s(165), s(300))
 
 
+def test_a_stale_fix_repeated_after_a_silence_does_not_split_a_stop():
+    # Standing at (75, 75); silent 150-210 s; the phone then sends its cached fix, 60 m off, twice
+    # (the same coordinates to the last digit), then fixes at the stay again: one stop.
+    stale = stay(0, 150, 10, (75, 75)) + [ping(210, 75, 135, speed_mps=0.0), ping(220, 75, 135, speed_mps=0.0)]
+    stale += stay(230, 400, 10, (75, 75))
+    (stop,) = stops(run(stale))
+    assert (stop.started_ms, stop.ended_ms) == (s(0), s(400))
+    # Two different fixes there (two measurements) end it at its last fix within, as before.
+    moved = stay(0, 150, 10, (75, 75)) + [ping(210, 75, 135, speed_mps=0.0), ping(220, 75, 136, speed_mps=0.0)]
+    moved += stay(230, 400, 10, (75, 75))
+    assert [(x.started_ms, x.ended_ms) for x in stops(run(moved))][:1] == [(s(0), s(150))]
+
+
 def test_stop_without_device_speed_is_found_from_positions():
     track = [ping(10 * k, 75 + (3 if k % 2 else -3), 75, acc_m=8.0, speed_mps=None) for k in range(20)]
     (stop,) = stops(run(track))

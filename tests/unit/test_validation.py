@@ -81,6 +81,17 @@ def test_a_teleport_is_rejected_and_the_track_goes_on():
     assert _run(track) == ([10], [IMPLIED_SPEED])
 
 
+def test_an_outlier_let_through_by_its_accuracy_costs_no_good_fix():
+    # 25 m accuracy: a fix 375 m off 5 s after the last is (375 - 50) / 5 = 65 m/s from it, within the
+    # bound, so it is accepted; the good fix 4 s later is (370 - 50) / 4 = 80 m/s from the spike but
+    # no distance from the fix before it: accepted, not rejected as the spike's teleport.
+    track = [ping(0, 0, 0, acc_m=25.0), ping(5, 5, 0, acc_m=25.0), ping(10, 380, 0, acc_m=25.0),
+             ping(14, 10, 0, acc_m=25.0), ping(20, 20, 0, acc_m=25.0)]
+    assert _run(track) == ([], [])
+    spike = track[2]
+    assert implied_speed_mps(spike.ts_ms, spike.lat, spike.lon, 25.0, track[3]) > CFG.max_speed_mps
+
+
 def test_two_agreeing_fixes_overrule_a_wild_first_fix():
     # The first fix is 3 km off; the next two agree with each other, so the first was the outlier.
     track = [ping(0, 3000, 0), ping(5, 0, 0), ping(10, 7, 0), ping(15, 14, 0)]
@@ -88,7 +99,9 @@ def test_two_agreeing_fixes_overrule_a_wild_first_fix():
 
 
 def test_after_a_long_gap_a_far_fix_is_plausible():
-    track = [ping(0, 0, 0), ping(3600, 50_000, 0)]
+    # An hour's silence is longer than time_jump_s: the fix after it is provisional until the next
+    # one agrees, then both count (and 50 km in an hour is no teleport).
+    track = [ping(0, 0, 0), ping(3600, 50_000, 0), ping(3610, 50_010, 0)]
     assert _run(track) == ([], [])
 
 

@@ -109,10 +109,37 @@ def test_poor_accuracy_fixes_are_kept_but_never_change_state():
 
 
 def test_signal_loss_closes_the_visit_at_its_last_inside_fix():
+    # Silent inside H from 120 s, back outside it at 420 s: the visit stays closed where it was.
+    track = stay(0, 120, 10, (75, 75)) + stay(420, 500, 10, (400, 75))
+    (v,) = visits(run(track))
+    assert (v.exited_ms, v.end_reason, v.dwell_s, v.observed_s, v.inferred_s) == \
+        (s(120), END_SIGNAL_LOST, 120.0, 120.0, 0.0)
+
+
+def test_a_silence_that_begins_and_ends_inside_the_hot_spot_is_bridged_as_inferred_time():
+    # Silent from 120 s to 420 s, standing inside H: the same visit goes on, its signal_lost row
+    # replaced (same visit id) by the row at its real end, the 300 s silence counted apart.
     track = stay(0, 120, 10, (75, 75)) + stay(420, 500, 10, (75, 75))
+    lost, final = visits(run(track))
+    assert lost.visit_id == final.visit_id == visit_id("d1", "H", s(0))
+    assert (lost.exited_ms, lost.end_reason, lost.dwell_s) == (s(120), END_SIGNAL_LOST, 120.0)
+    assert (final.entered_ms, final.exited_ms, final.end_reason) == (s(0), s(500), END_OF_DATA)
+    assert (final.dwell_s, final.observed_s, final.inferred_s) == (500.0, 200.0, 300.0)
+
+
+def test_a_silence_longer_than_gap_bridge_max_s_is_not_bridged():
+    track = stay(0, 120, 10, (75, 75)) + stay(120 + 901, 1100, 10, (75, 75))
     first, second = visits(run(track))
-    assert (first.exited_ms, first.end_reason, first.dwell_s) == (s(120), END_SIGNAL_LOST, 120.0)
-    assert (second.entered_ms, second.end_reason, second.dwell_s) == (s(420), END_OF_DATA, 80.0)
+    assert (first.exited_ms, first.end_reason, first.inferred_s) == (s(120), END_SIGNAL_LOST, 0.0)
+    assert (second.entered_ms, second.dwell_s, second.inferred_s) == (s(1021), 80.0, 0.0)
+
+
+def test_a_return_too_far_to_have_walked_in_the_silence_is_not_bridged():
+    # A hot spot 2 km long: last seen at one end, back at the other 310 s later (6.5 m/s).
+    long_h = square("L", 0, 0, 2000)
+    track = stay(0, 120, 10, (20, 20)) + stay(430, 500, 10, (2000 - 20, 2000 - 20))
+    first, second = visits(run(track, index(long_h)))
+    assert (first.end_reason, first.inferred_s, second.entered_ms) == (END_SIGNAL_LOST, 0.0, s(430))
 
 
 def test_a_gap_just_under_signal_loss_keeps_the_visit_and_counts_the_gap():
@@ -195,3 +222,20 @@ def test_other_confirmation_periods_are_honoured():
     assert (v.entered_ms, v.exited_ms) == (d.entered_ms, d.exited_ms) == (s(60), s(200))
     short = walk(0, 100, 10, (-55, 75), (45, 75), speed_mps=1.0)   # firm from t=70 (x=15)..t=100: 30 s
     assert starts(run(short)) != [] and starts(run(short, cfg=cfg)) == []
+
+
+def test_an_open_visit_reports_its_dwell_so_far_up_to_its_last_inside_fix():
+    from processors.batch import open_visits, process_batch
+    from sinks.rows import state_version, visit_progress_row
+
+    r = process_batch({}, stay(0, 120, 10, (75, 75)) + stay(420, 600, 10, (75, 75)), index(H), CFG)
+    (p,) = open_visits(r.states.values())
+    # The newest fix is 590 s; those within the 10 s reorder window of it are still held.
+    assert (p.visit_id, p.entered_ms, p.last_in_ms) == (visit_id("d1", "H", s(0)), s(0), s(580))
+    assert (p.dwell_s, p.observed_s, p.inferred_s) == (580.0, 280.0, 300.0)
+    row = visit_progress_row(p)
+    assert (row["end_reason"], row["exited_at"], row["dwell_s"]) == ("open", None, 580.0)
+    # It replaces the visit's start and its signal_lost row (version 120 s, closed); its end replaces it.
+    assert state_version(s(0), False) < state_version(s(120), True) < row["version"] < state_version(s(580), True)
+    # A candidate (not yet confirmed) or nothing at all: no row.
+    assert open_visits(process_batch({}, stay(0, 20, 10, (75, 75)), index(H), CFG).states.values()) == []
