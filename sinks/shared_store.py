@@ -163,22 +163,16 @@ class InsertServer:
     _server: _InsertServer = field(repr=False)
 
     def close(self) -> None:
+        from sinks.query_server import _remove_if_ours
+
         _remove_if_ours(self.path, self.token)
         self._server.shutdown()
         self._server.server_close()
 
 
-def _remove_if_ours(path: Path, token: str) -> None:
-    try:
-        if json.loads(path.read_text()).get("token") == token:
-            path.unlink()
-    except (FileNotFoundError, ValueError):
-        pass
-
-
 def serve_inserts(dsn: str, data_dir, database: str = "hotspot", host: str = "127.0.0.1") -> InsertServer:
     """In the process that owns the embedded store: accept the other workers' inserts."""
-    from sinks.query_server import _write_private
+    from sinks.query_server import _remove_if_ours, _write_private
 
     token = secrets.token_urlsafe(32)
     server = _InsertServer((host, 0), token, make_client(dsn, database=database))

@@ -192,12 +192,15 @@ def test_select_with_describe_and_show_tables_still_work_through_hotspot_sql_on_
         assert tables.returncode == 0 and {"pings", "schema_migrations"} <= set(tables.stdout.splitlines())
 
 
-def test_a_result_over_the_row_limit_is_a_clear_error_on_both_paths(owner_factory, tmp_path, cli_env):
+def _both_paths(owner_factory, tmp_path, cli_env, **limits) -> tuple[dict, dict]:
+    """Environments for `hotspot sql` with `limits`: on a seeded store of its own (direct), and through an owner."""
     dsn = f"chdb://{tmp_path / 'direct'}"
     subprocess.run([sys.executable, "-c", SEED + f"seed({dsn!r})"], check=True, timeout=120)
-    direct = {**cli_env, "HOTSPOT_CLICKHOUSE_DSN": dsn, "HOTSPOT_SQL_MAX_RESULT_ROWS": "1"}
-    owned = owner_factory(HOTSPOT_SQL_MAX_RESULT_ROWS="1")[1]
-    for env in (direct, owned):
+    return {**cli_env, "HOTSPOT_CLICKHOUSE_DSN": dsn, **limits}, owner_factory(**limits)[1]
+
+
+def test_a_result_over_the_row_limit_is_a_clear_error_on_both_paths(owner_factory, tmp_path, cli_env):
+    for env in _both_paths(owner_factory, tmp_path, cli_env, HOTSPOT_SQL_MAX_RESULT_ROWS="1"):
         over = sql(env, "SELECT device_id FROM hotspot.pings")
         assert over.returncode == 1
         assert over.stderr.strip() == ("hotspot sql: the result has more than sql_max_result_rows (1) rows: "
@@ -210,11 +213,7 @@ ENDLESS = "SELECT count() FROM numbers(100000000000000)"  # days of work on any 
 
 
 def test_a_long_query_is_cut_by_the_time_limit_on_both_paths(owner_factory, tmp_path, cli_env):
-    dsn = f"chdb://{tmp_path / 'direct'}"
-    subprocess.run([sys.executable, "-c", SEED + f"seed({dsn!r})"], check=True, timeout=120)
-    direct = {**cli_env, "HOTSPOT_CLICKHOUSE_DSN": dsn, "HOTSPOT_SQL_MAX_EXECUTION_TIME_S": "1"}
-    owned = owner_factory(HOTSPOT_SQL_MAX_EXECUTION_TIME_S="1")[1]
-    for env in (direct, owned):
+    for env in _both_paths(owner_factory, tmp_path, cli_env, HOTSPOT_SQL_MAX_EXECUTION_TIME_S="1"):
         cut = sql(env, ENDLESS)
         assert cut.returncode == 1
         assert cut.stderr.strip() == "hotspot sql: the query ran longer than sql_max_execution_time_s (1 s) and was stopped"
@@ -276,11 +275,7 @@ def test_hotspot_sql_without_a_store_says_so_and_creates_nothing(tmp_path, cli_e
 
 
 def test_a_query_over_the_memory_limit_is_stopped_on_both_paths(owner_factory, tmp_path, cli_env):
-    dsn = f"chdb://{tmp_path / 'direct'}"
-    subprocess.run([sys.executable, "-c", SEED + f"seed({dsn!r})"], check=True, timeout=120)
-    direct = {**cli_env, "HOTSPOT_CLICKHOUSE_DSN": dsn, "HOTSPOT_SQL_MAX_MEMORY_BYTES": "16000000"}
-    owned = owner_factory(HOTSPOT_SQL_MAX_MEMORY_BYTES="16000000")[1]
-    for env in (direct, owned):
+    for env in _both_paths(owner_factory, tmp_path, cli_env, HOTSPOT_SQL_MAX_MEMORY_BYTES="16000000"):
         # 100 million UInt64 in one array: 800 MB, fifty times the limit
         big = sql(env, "SELECT length(groupArray(number)) FROM numbers(100000000)")
         assert big.returncode == 1
