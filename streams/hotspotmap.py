@@ -94,7 +94,7 @@ def draw_preview(build, path: str, *, tile_url: str = "", max_points: int = 200_
         px, py, cat = px[pick], py[pick], cat[pick]
 
     fig = plt.figure(figsize=(13.5, 10), dpi=dpi)
-    ax = fig.add_axes((0.08, 0.07, 0.62, 0.86))
+    ax = fig.add_axes((0.10, 0.07, 0.60, 0.86))  # room on the left for latitude ticks to 0.001 degree and their label
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
