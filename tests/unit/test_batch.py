@@ -166,12 +166,14 @@ def test_state_bytes_written_by_the_earlier_layout_load_and_are_written_alike():
     track = walk(0, 20, 5, (-10, 75), (20, 75), speed_mps=1.5) + stay(25, 60, 5, (20, 75))
     live = process_batch({}, track, IDX, CFG)
     # Version 2 appends the time-jump fields to the state and the gap-bridge fields to each track;
-    # version 1 loads with nothing held aside, no last inside position and nothing bridged.
+    # version 3 the stop detector's credit before its first fix and its last fix fed. Version 1
+    # loads with nothing held aside, no last inside position, nothing bridged and no stop credit.
     restored = DeviceState.from_bytes(_STATE_BEFORE_TUPLES)
-    v2 = restored.to_bytes()
-    assert v2[:1] == b"\x02" and v2.endswith(b"],null,null,0.0,false]],[],null,0,[],0,null]")
-    assert v2.replace(b"],null,null,0.0,false]],[],null,0,[],0,null]", b"]]]]") == b"\x02" + _STATE_BEFORE_TUPLES[1:]
-    assert DeviceState.from_bytes(v2).to_bytes() == v2
+    v3 = restored.to_bytes()
+    tail = b",0.0,null],null,null,0.0,false]],[],null,0,[],0,null]"
+    assert v3[:1] == b"\x03" and v3.endswith(tail)
+    assert v3.replace(tail, b"]]]]") == b"\x03" + _STATE_BEFORE_TUPLES[1:]
+    assert DeviceState.from_bytes(v3).to_bytes() == v3
     more = stay(65, 200, 5, (20, 75)) + walk(205, 300, 5, (30, 75), (200, 75), speed_mps=1.5)
     assert process_batch({"d1": restored}, more, IDX, CFG).events == process_batch(live.states, more, IDX, CFG).events
 
