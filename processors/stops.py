@@ -20,7 +20,10 @@ ends at its last fix within (or at the visit's end). Its duration is judged on t
 stay the fixes show, not on the fixes alone: the device arrived somewhere in the
 interval before the first fix and left somewhere in the interval after the last,
 so half of each (at most `edge_credit_max_s`, the visits' own credit for the unseen
-part of an interval) counts, the second half once the first fix away has come. At
+part of an interval) counts, the second half once the first fix away has come.
+That credit is inference, so it needs positive evidence of standing: a fix of the
+cluster reporting a standing device speed. Without one, two sparse fixes near each
+other are as likely a walker who turned back, and the fixes must span the minimum. At
 60 s intervals a 150 s stop has two or three fixes spanning 60-120 s; the time it
 covers is what decides (docs/decisions.md, "Stops and modes on poor fixes").
 
@@ -36,7 +39,7 @@ _new = object.__new__
 
 class StopTracker:
     __slots__ = ("start_ms", "sum_lat", "sum_lon", "n", "last_ms", "away_ms", "away_lat", "away_lon", "away_still",
-                 "announced", "lead_ms", "prev_ms")
+                 "announced", "lead_ms", "prev_ms", "speed_still")
 
     def __init__(self) -> None:
         self.start_ms: int | None = None     # first fix of the cluster
@@ -49,12 +52,14 @@ class StopTracker:
         self.announced = False               # StopStarted emitted
         self.lead_ms = 0.0                   # unseen part of the interval before the first fix credited to the stay
         self.prev_ms: int | None = None      # the last fix fed (whatever it was)
+        self.speed_still = False             # a fix of the cluster reported a standing device speed
 
     def _seed(self, t: int, lat: float, lon: float, prev_ms: int | None, cfg: ProcessingConfig) -> None:
         self.start_ms, self.sum_lat, self.sum_lon, self.n, self.last_ms = t, lat, lon, 1, t
         self.away_ms = None
         self.announced = False
         self.lead_ms = _credit_ms(t, prev_ms, cfg)
+        self.speed_still = False
 
     def centre(self) -> tuple[float, float]:
         return self.sum_lat / self.n, self.sum_lon / self.n
@@ -67,6 +72,7 @@ class StopTracker:
         if self.start_ms is None:
             if still:
                 self._seed(t, lat, lon, prev_ms, cfg)
+                self.speed_still = moving_mps >= 0.0
             return
         reach_m = cfg.stop_radius_m + min(acc_m, cfg.stop_accuracy_allowance_m)
         within = distance_m(self.sum_lat / self.n, self.sum_lon / self.n, lat, lon) <= reach_m
@@ -81,6 +87,8 @@ class StopTracker:
             self.n += 1
             self.last_ms = t
             self.away_ms = None
+            if moving_mps >= 0.0:
+                self.speed_still = True
             return
         if self.away_ms is None:
             self.away_ms, self.away_lat, self.away_lon = t, lat, lon
@@ -104,17 +112,21 @@ class StopTracker:
                 self.sum_lon += lon
                 self.n += 1
                 self.last_ms = t
+                self.speed_still = moving_mps >= 0.0
                 return
         if still:
             self._seed(t, lat, lon, prev_ms, cfg)
+            self.speed_still = moving_mps >= 0.0
 
     def maybe_announce(self, device_id: str, hotspot_id: str, last_inside_ms: int, cfg: ProcessingConfig,
                        events: list) -> bool:
         """Emit StopStarted if the cluster has become a stop; True when it did (the visit counts it)."""
         if self.announced or self.start_ms is None or self.start_ms > last_inside_ms:
             return False
-        stay_ms = self.last_ms - self.start_ms + self.lead_ms
-        if self.away_ms is not None:
+        stay_ms = self.last_ms - self.start_ms
+        if self.speed_still:
+            stay_ms += self.lead_ms
+        if self.speed_still and self.away_ms is not None:
             stay_ms += _credit_ms(self.away_ms, self.last_ms, cfg)     # left after the last fix within
         if stay_ms < cfg.stop_min_duration_s * 1000.0:
             return False
@@ -149,11 +161,12 @@ class StopTracker:
         c.announced = self.announced
         c.lead_ms = self.lead_ms
         c.prev_ms = self.prev_ms
+        c.speed_still = self.speed_still
         return c
 
     def to_list(self) -> list:
         return [self.start_ms, self.sum_lat, self.sum_lon, self.n, self.last_ms, self.away_ms, self.away_lat,
-                self.away_lon, self.away_still, self.announced, self.lead_ms, self.prev_ms]
+                self.away_lon, self.away_still, self.announced, self.lead_ms, self.prev_ms, self.speed_still]
 
     @classmethod
     def from_list(cls, v: list) -> "StopTracker":
@@ -161,7 +174,7 @@ class StopTracker:
         (s.start_ms, s.sum_lat, s.sum_lon, s.n, s.last_ms, s.away_ms, s.away_lat, s.away_lon, s.away_still,
          s.announced) = v[:10]
         # (Device state version 2 stored ten fields: no credit before the first fix, no fix before.)
-        s.lead_ms, s.prev_ms = v[10:] if len(v) > 10 else (0.0, None)
+        s.lead_ms, s.prev_ms, s.speed_still = v[10:] if len(v) > 10 else (0.0, None, False)
         return s
 
 

@@ -166,11 +166,12 @@ def test_state_bytes_written_by_the_earlier_layout_load_and_are_written_alike():
     track = walk(0, 20, 5, (-10, 75), (20, 75), speed_mps=1.5) + stay(25, 60, 5, (20, 75))
     live = process_batch({}, track, IDX, CFG)
     # Version 2 appends the time-jump fields to the state and the gap-bridge fields to each track;
-    # version 3 the stop detector's credit before its first fix and its last fix fed. Version 1
+    # version 3 the stop detector's credit before its first fix, its last fix fed and whether a
+    # fix reported standing. Version 1
     # loads with nothing held aside, no last inside position, nothing bridged and no stop credit.
     restored = DeviceState.from_bytes(_STATE_BEFORE_TUPLES)
     v3 = restored.to_bytes()
-    tail = b",0.0,null],null,null,0.0,false]],[],null,0,[],0,null]"
+    tail = b",0.0,null,false],null,null,0.0,false]],[],null,0,[],0,null]"
     assert v3[:1] == b"\x03" and v3.endswith(tail)
     assert v3.replace(tail, b"]]]]") == b"\x03" + _STATE_BEFORE_TUPLES[1:]
     assert DeviceState.from_bytes(v3).to_bytes() == v3

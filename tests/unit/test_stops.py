@@ -108,11 +108,12 @@ def test_a_stop_ends_with_its_visit():
 
 # --------------------------------------------------------------------------- sparse and poor fixes
 
-def _sparse_stand(leave_s: float):
+def _sparse_stand(leave_s: float, standing_speed_mps: float | None = 0.0):
     """60 s interval: walking fixes at 0 s (10, 75), standing at (75, 75) at 60 and 120 s, then away
     east at leave_s and leave_s + 60 (the device left between 120 s and leave_s)."""
     # (75, 75) then (76, 75): a real GPS never repeats a fix to the last digit (see the stale fix tests).
-    return [ping(0, 10, 75, speed_mps=1.4), ping(60, 75, 75, speed_mps=0.0), ping(120, 76, 75, speed_mps=0.0)] + \
+    return [ping(0, 10, 75, speed_mps=1.4), ping(60, 75, 75, speed_mps=standing_speed_mps),
+            ping(120, 76, 75, speed_mps=standing_speed_mps)] + \
         [ping(leave_s, 140, 75, speed_mps=1.4), ping(leave_s + 60, 140, 130, speed_mps=1.4)]
 
 
@@ -130,6 +131,12 @@ def test_a_stop_between_sparse_fixes_counts_the_unseen_half_intervals_around_the
 def test_a_stay_whose_fixes_and_half_intervals_span_under_two_minutes_is_no_stop():
     # The same two fixes, but the device was away 10 s after the last one: 30 + 60 + 5 = 95 s.
     assert stops(run(_sparse_stand(130))) == []
+
+
+def test_no_credit_without_a_standing_speed_two_sparse_fixes_near_each_other_are_no_stop():
+    # The same stay with no device speed: a walker who turned back looks the same, so the fixes
+    # alone (60 s) must span two minutes, and they do not.
+    assert stops(run(_sparse_stand(180, standing_speed_mps=None))) == []
 
 
 def test_a_walker_whose_fixes_alternate_moving_speed_and_none_is_no_stop():
