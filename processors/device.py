@@ -27,8 +27,12 @@ from processors.visits import OPEN, Track
 # timeline, its base and votes, the pings held behind it and their votes; then the teleport
 # filter's anchor before the anchor; and to each track its last inside position, bridged time and
 # lost flag (processors.visits). Version 1 still loads (nothing held aside, nothing bridged).
-STATE_VERSION = 2
-_READABLE = (1, 2)
+# Version 3 appends to each track's stop detector the credit before its first fix, the time of
+# the last fix it was fed and whether a fix of its cluster reported a standing speed
+# (processors.stops), and to the mode tracker how far after its run's start a switch is dated
+# (processors.modes); versions 1 and 2 load with none of them (no credit, no offset).
+STATE_VERSION = 3
+_READABLE = (1, 2, 3)
 
 _new = object.__new__
 

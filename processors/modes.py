@@ -51,7 +51,7 @@ class ModeTracker:
     __slots__ = ("mode", "fresh", "seg_start_ms", "seg_dist_m", "in_gap",
                  "cand", "cand_start_ms", "cand_pings", "cand_dist_m", "amb_start_ms",
                  "last_ms", "last_lat", "last_lon", "last_acc_m",
-                 "anchor_lat", "anchor_lon", "window", "timeline")
+                 "anchor_lat", "anchor_lon", "window", "timeline", "cand_lead_ms")
 
     def __init__(self) -> None:
         self.mode = U
@@ -61,6 +61,7 @@ class ModeTracker:
         self.in_gap = False           # closed by a silence; the unknown segment ends at the next fix
         self.cand = U                 # mode the current evidence run argues for (U: none)
         self.cand_start_ms = 0
+        self.cand_lead_ms = 0         # how far after cand_start_ms the new mode is dated once confirmed
         self.cand_pings = 0
         self.cand_dist_m = 0.0
         self.amb_start_ms: int | None = None   # start of the run of ambiguous evidence just before, if any
@@ -130,7 +131,7 @@ class ModeTracker:
         else:
             e = AMBIGUOUS
         if e != self.mode or self.cand != U or self.amb_start_ms is not None:
-            self._evidence(device_id, e, t, inc, cfg, events)
+            self._evidence(device_id, e, t, inc, cfg, events, trusted)
         self.last_ms = t
         self.last_lat = lat
         self.last_lon = lon
@@ -168,7 +169,8 @@ class ModeTracker:
                 break
         return d * 1000.0 / (t - tj) if t > tj else 0.0
 
-    def _evidence(self, device_id: str, e: int, t: int, inc: float, cfg: ProcessingConfig, events: list) -> None:
+    def _evidence(self, device_id: str, e: int, t: int, inc: float, cfg: ProcessingConfig, events: list,
+                  instant: bool = False) -> None:
         m = self.mode
         if self.cand != U:
             self.cand_dist_m += inc
@@ -192,6 +194,13 @@ class ModeTracker:
             if e == V and self.amb_start_ms is not None:
                 start = self.amb_start_ms
             self.cand, self.cand_start_ms, self.cand_pings, self.cand_dist_m = e, start, 0, inc
+            # When, inside the interval before this fix, did the new mode begin? Displacement speaks
+            # for the interval, so the run starts with it. A device speed speaks only for the instant
+            # of its fix: the officer stopped (or set off) somewhere in the interval, at its middle on
+            # average, and that is where a confirmed switch is dated (dating it from the fix before
+            # gave each stop half an interval of the walk that arrived at it: at 60 s, 4.7% of foot
+            # time). Not for vehicle runs: they take the ambiguous stretch before them on purpose.
+            self.cand_lead_ms = (t - start) // 2 if e in (S, F) and instant and start == self.last_ms else 0
         self.amb_start_ms = None
         self.cand_pings += 1
         if self.fresh:
@@ -212,7 +221,7 @@ class ModeTracker:
             self._switch(device_id, e, events)
 
     def _switch(self, device_id: str, new: int, events: list) -> None:
-        tb = self.cand_start_ms
+        tb = self.cand_start_ms + self.cand_lead_ms
         if self.fresh or tb <= self.seg_start_ms:
             # The whole current segment is the new mode.
             self.fresh = False
@@ -289,6 +298,7 @@ class ModeTracker:
         c.in_gap = self.in_gap
         c.cand = self.cand
         c.cand_start_ms = self.cand_start_ms
+        c.cand_lead_ms = self.cand_lead_ms
         c.cand_pings = self.cand_pings
         c.cand_dist_m = self.cand_dist_m
         c.amb_start_ms = self.amb_start_ms
@@ -308,7 +318,8 @@ class ModeTracker:
                 self.last_ms, self.last_lat, self.last_lon, self.last_acc_m,
                 self.anchor_lat, self.anchor_lon,
                 [self.window[j:j + 4] for j in range(0, len(self.window), 4)],   # [t, lat, lon, acc] per fix
-                self.timeline]   # (orjson writes tuples as arrays)
+                self.timeline,   # (orjson writes tuples as arrays)
+                self.cand_lead_ms]
 
     @classmethod
     def from_list(cls, v: list) -> "ModeTracker":
@@ -316,7 +327,8 @@ class ModeTracker:
         (m.mode, m.fresh, m.seg_start_ms, m.seg_dist_m, m.in_gap,
          m.cand, m.cand_start_ms, m.cand_pings, m.cand_dist_m, m.amb_start_ms,
          m.last_ms, m.last_lat, m.last_lon, m.last_acc_m,
-         m.anchor_lat, m.anchor_lon, window, timeline) = v
+         m.anchor_lat, m.anchor_lon, window, timeline) = v[:18]
+        m.cand_lead_ms = v[18] if len(v) > 18 else 0     # (device state version 2 and before: none)
         m.window = tuple(chain.from_iterable(window))
         m.timeline = tuple(map(tuple, timeline))
         return m

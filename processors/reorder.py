@@ -74,9 +74,11 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None 
                 return None
             if _taken(ahead, t):
                 return DUPLICATE
-            if t >= ahead[0].ts_ms - cfg.time_jump_s * 1000.0:
+            if t >= ahead[0].ts_ms - max(cfg.time_jump_s * 1000.0, _window_ms(p, cfg)):
                 # Off the old timeline and not a jump back from the provisional pings (however far
-                # after them: a device reporting every ten minutes advances by jumps): theirs goes on.
+                # after them: a device reporting every ten minutes advances by jumps; before them by
+                # no more than the reorder window: they were a row moved up a file before a silence,
+                # and this is the first row after it): theirs goes on.
                 insort(ahead, p, key=_ts)
                 if len(ahead) >= cfg.time_jump_confirm_pings:
                     _take_ahead(st, cfg, dropped)      # confirmed: the device's clock did move on
@@ -96,7 +98,11 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None 
     if reason is None and st.ahead:
         st.ahead_votes += 1
         wm = st.watermark_ms
-        if st.ahead_votes >= cfg.time_jump_confirm_pings - 1 and wm - st.ahead_base_ms >= cfg.time_jump_s * 1000.0 \
+        # The old timeline must run on past both the jump threshold and the reorder window: a row moved
+        # up a file by up to the window (600 s of an unstamped file: ten rows at 60 s) and followed by
+        # a silence is early, not a jump, and the row after the silence confirms it.
+        run_ms = max(cfg.time_jump_s * 1000.0, _window_ms(st.ahead[0], cfg))
+        if st.ahead_votes >= cfg.time_jump_confirm_pings - 1 and wm - st.ahead_base_ms >= run_ms \
                 and st.ahead[0].ts_ms > wm + cfg.time_jump_s * 1000.0:
             _drop(st.ahead, TIME_JUMP, dropped)
             st.ahead = []

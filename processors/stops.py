@@ -8,13 +8,25 @@ The rule (docs/decisions.md, "Analytics core"): fixes gather into a cluster
 while each lies within `stop_radius_m` of the cluster's centre (the mean of its
 fixes), allowing for the fix's own accuracy up to `stop_accuracy_allowance_m`,
 and the device does not report moving (a trusted device speed above
-`stop_max_speed_mps`). One stray fix is ignored (and so are repeats of its
+`stop_max_speed_mps`; a fix with no device speed does not clear a moving one
+before it, since at poor accuracy its position cannot tell a walker from a
+stayer). One stray fix is ignored (and so are repeats of its
 exact coordinates when it ended a silence of `stale_fix_gap_s`: a phone's
 cached fix sent again); two fixes
 in a row away end the cluster, which restarts from those of them standing still. A cluster
-lasting `stop_min_duration_s` (first to last fix) is a stop, announced once the
-visit is confirmed and only if it began while the device was inside; it ends at
-its last fix within (or at the visit's end).
+lasting `stop_min_duration_s` is a stop, announced once the visit is confirmed
+and only if it began while the device was inside; it starts at its first fix and
+ends at its last fix within (or at the visit's end). Its duration is judged on the
+stay the fixes show, not on the fixes alone: the device arrived somewhere in the
+interval before the first fix and left somewhere in the interval after the last,
+so half of each (at most `edge_credit_max_s`, the visits' own credit for the unseen
+part of an interval) counts, the second half once the first fix away has come.
+That credit is inference, so it needs positive evidence of standing: a fix of the
+cluster reporting a standing device speed. Without one, two sparse fixes near each
+other are as likely a walker who turned back, and the fixes must span the minimum. At
+60 s intervals a 150 s stop has two or three fixes spanning 60-120 s; the time it
+covers is what decides (docs/decisions.md, "Stops and modes on poor fixes").
+
 """
 from __future__ import annotations
 
@@ -27,7 +39,7 @@ _new = object.__new__
 
 class StopTracker:
     __slots__ = ("start_ms", "sum_lat", "sum_lon", "n", "last_ms", "away_ms", "away_lat", "away_lon", "away_still",
-                 "announced")
+                 "announced", "lead_ms", "prev_ms", "speed_still")
 
     def __init__(self) -> None:
         self.start_ms: int | None = None     # first fix of the cluster
@@ -38,11 +50,16 @@ class StopTracker:
         self.away_lat = self.away_lon = 0.0
         self.away_still = False
         self.announced = False               # StopStarted emitted
+        self.lead_ms = 0.0                   # unseen part of the interval before the first fix credited to the stay
+        self.prev_ms: int | None = None      # the last fix fed (whatever it was)
+        self.speed_still = False             # a fix of the cluster reported a standing device speed
 
-    def _seed(self, t: int, lat: float, lon: float) -> None:
+    def _seed(self, t: int, lat: float, lon: float, prev_ms: int | None, cfg: ProcessingConfig) -> None:
         self.start_ms, self.sum_lat, self.sum_lon, self.n, self.last_ms = t, lat, lon, 1, t
         self.away_ms = None
         self.announced = False
+        self.lead_ms = _credit_ms(t, prev_ms, cfg)
+        self.speed_still = False
 
     def centre(self) -> tuple[float, float]:
         return self.sum_lat / self.n, self.sum_lon / self.n
@@ -50,18 +67,28 @@ class StopTracker:
     def feed(self, device_id: str, hotspot_id: str, t: int, lat: float, lon: float, acc_m: float, moving_mps: float,
              last_inside_ms: int, cfg: ProcessingConfig, events: list) -> None:
         """One fix of the track; last_inside_ms is the visit's last inside fix (no stop ends after it)."""
+        prev_ms, self.prev_ms = self.prev_ms, t
         still = moving_mps <= cfg.stop_max_speed_mps
         if self.start_ms is None:
             if still:
-                self._seed(t, lat, lon)
+                self._seed(t, lat, lon, prev_ms, cfg)
+                self.speed_still = moving_mps >= 0.0
             return
         reach_m = cfg.stop_radius_m + min(acc_m, cfg.stop_accuracy_allowance_m)
-        if still and distance_m(self.sum_lat / self.n, self.sum_lon / self.n, lat, lon) <= reach_m:
+        within = distance_m(self.sum_lat / self.n, self.sum_lon / self.n, lat, lon) <= reach_m
+        if within and moving_mps < 0.0 and self.away_ms is not None and not self.away_still:
+            # The fix before reported moving; this one reports no speed and its position cannot tell a
+            # walker from a stayer at this accuracy: no evidence either way. The moving fix stays
+            # pending, so that a walker whose fixes alternate moving speed and none ends the cluster.
+            return
+        if still and within:
             self.sum_lat += lat
             self.sum_lon += lon
             self.n += 1
             self.last_ms = t
             self.away_ms = None
+            if moving_mps >= 0.0:
+                self.speed_still = True
             return
         if self.away_ms is None:
             self.away_ms, self.away_lat, self.away_lon = t, lat, lon
@@ -75,7 +102,7 @@ class StopTracker:
         # Two fixes in a row away: whatever stop there was is over; start again from those
         # of the two that were standing still.
         self.end(device_id, hotspot_id, last_inside_ms, events)
-        held = (self.away_ms, self.away_lat, self.away_lon) if self.away_still else None
+        held = (self.away_ms, self.away_lat, self.away_lon, self.last_ms, cfg) if self.away_still else None
         self.start_ms = None
         self.away_ms = None
         if held is not None:
@@ -85,16 +112,23 @@ class StopTracker:
                 self.sum_lon += lon
                 self.n += 1
                 self.last_ms = t
+                self.speed_still = moving_mps >= 0.0
                 return
         if still:
-            self._seed(t, lat, lon)
+            self._seed(t, lat, lon, prev_ms, cfg)
+            self.speed_still = moving_mps >= 0.0
 
     def maybe_announce(self, device_id: str, hotspot_id: str, last_inside_ms: int, cfg: ProcessingConfig,
                        events: list) -> bool:
         """Emit StopStarted if the cluster has become a stop; True when it did (the visit counts it)."""
         if self.announced or self.start_ms is None or self.start_ms > last_inside_ms:
             return False
-        if self.last_ms - self.start_ms < cfg.stop_min_duration_s * 1000.0:
+        stay_ms = self.last_ms - self.start_ms
+        if self.speed_still:
+            stay_ms += self.lead_ms
+        if self.speed_still and self.away_ms is not None:
+            stay_ms += _credit_ms(self.away_ms, self.last_ms, cfg)     # left after the last fix within
+        if stay_ms < cfg.stop_min_duration_s * 1000.0:
             return False
         self.announced = True
         lat, lon = self.centre()
@@ -125,15 +159,27 @@ class StopTracker:
         c.away_lon = self.away_lon
         c.away_still = self.away_still
         c.announced = self.announced
+        c.lead_ms = self.lead_ms
+        c.prev_ms = self.prev_ms
+        c.speed_still = self.speed_still
         return c
 
     def to_list(self) -> list:
         return [self.start_ms, self.sum_lat, self.sum_lon, self.n, self.last_ms, self.away_ms, self.away_lat,
-                self.away_lon, self.away_still, self.announced]
+                self.away_lon, self.away_still, self.announced, self.lead_ms, self.prev_ms, self.speed_still]
 
     @classmethod
     def from_list(cls, v: list) -> "StopTracker":
         s = cls.__new__(cls)
         (s.start_ms, s.sum_lat, s.sum_lon, s.n, s.last_ms, s.away_ms, s.away_lat, s.away_lon, s.away_still,
-         s.announced) = v
+         s.announced) = v[:10]
+        # (Device state version 2 stored ten fields: no credit before the first fix, no fix before.)
+        s.lead_ms, s.prev_ms, s.speed_still = v[10:] if len(v) > 10 else (0.0, None, False)
         return s
+
+
+def _credit_ms(t: int, prev_ms: int | None, cfg: ProcessingConfig) -> float:
+    """Half the interval between two fixes (at most edge_credit_max_s): when, unseen, the device arrived or left."""
+    if prev_ms is None or t <= prev_ms:
+        return 0.0
+    return min((t - prev_ms) / 2.0, cfg.edge_credit_max_s * 1000.0)

@@ -42,8 +42,9 @@ def test_vehicle_waiting_at_lights_stays_a_vehicle():
 
 
 def test_parked_vehicle_becomes_stationary_from_when_it_stopped():
+    # The device says 12 m/s at 60 s and 0 at 65 s: it stopped in between, at 62.5 s on average.
     track = walk(0, 60, 5, (1000, 0), (1720, 0), speed_mps=12.0) + stay(65, 300, 5, (1720, 0))
-    assert _modes(track) == [(0, 60, "vehicle"), (60, 300, "stationary")]
+    assert _modes(track) == [(0, 62.5, "vehicle"), (62.5, 300, "stationary")]
 
 
 def test_walk_then_drive_switches_at_the_start_of_the_vehicle_evidence():
@@ -54,7 +55,8 @@ def test_walk_then_drive_switches_at_the_start_of_the_vehicle_evidence():
 def test_park_and_walk_ends_the_vehicle_where_walking_starts():
     track = (walk(0, 60, 5, (1000, 0), (1720, 0), speed_mps=12.0) + stay(65, 90, 5, (1720, 0))
              + walk(95, 215, 5, (1727, 0), (1895, 0), speed_mps=1.4))
-    assert _modes(track) == [(0, 90, "vehicle"), (90, 215, "foot")]
+    # (Walking set off between the still fix at 90 s and the walking one at 95 s.)
+    assert _modes(track) == [(0, 92.5, "vehicle"), (92.5, 215, "foot")]
 
 
 def test_speeds_in_the_hysteresis_band_keep_the_current_mode():
@@ -97,9 +99,28 @@ def test_visit_mode_seconds_follow_the_segments():
     track = (walk(0, 20, 5, (-125, 75), (75, 75), speed_mps=10.0) + stay(25, 265, 5, (75, 75))
              + walk(270, 380, 5, (82, 75), (236, 75), speed_mps=1.4))
     events = run(track)
-    assert modes(events)[:3] == [(0, 20, "vehicle"), (20, 265, "stationary"), (265, 380, "foot")]
+    # Each switch is dated halfway between the last fix of the old mode and the first device speed
+    # of the new one (the speed speaks for the instant of its fix).
+    assert modes(events)[:3] == [(0, 22.5, "vehicle"), (22.5, 267.5, "stationary"), (267.5, 380, "foot")]
     (v,) = visits(events)
     assert (v.entered_ms, v.exited_ms) == (s(15), s(315))     # x=25 .. x=145
     # Each end credits half of its 5 s interval: the visit's time runs from 12.5 s to 317.5 s.
-    assert (v.vehicle_s, v.stationary_s, v.foot_s) == (7.5, 245.0, 52.5)
+    assert (v.vehicle_s, v.stationary_s, v.foot_s) == (10.0, 245.0, 50.0)
     assert v.vehicle_s + v.stationary_s + v.foot_s == v.dwell_s
+
+
+def test_a_switch_shown_by_a_device_speed_is_dated_halfway_through_the_interval_before_it():
+    # 60 s fixes: walking (1.4 m/s) at 0 and 60 s, then the device reports 0 at 120, 180, 240 s
+    # standing where it arrived. The officer stopped somewhere between 60 and 120 s: the stationary
+    # segment starts at 90 s, not at 60 s (which gave a stop half a minute of the walk to it).
+    track = [ping(0, 1000, 0, speed_mps=1.4), ping(60, 1084, 0, speed_mps=1.4)] + \
+        stay(120, 240, 60, (1150, 0), speed_mps=0.0)
+    assert _modes(track) == [(0, 90, "foot"), (90, 240, "stationary")]
+
+
+def test_a_switch_shown_by_displacement_alone_starts_with_its_interval():
+    # The same without device speed: the displacement speaks for the interval before a fix. The fix
+    # at 120 s is 66 m from the one before (walking); the one at 180 s shows no move since 120 s, so
+    # the standing run starts with that interval, at 120 s, as before.
+    track = [ping(0, 1000, 0), ping(60, 1084, 0)] + stay(120, 300, 60, (1150, 0), speed_mps=None)
+    assert _modes(track) == [(0, 120, "foot"), (120, 300, "stationary")]

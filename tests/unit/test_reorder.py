@@ -245,3 +245,28 @@ def test_the_live_timer_rejects_a_jump_nothing_confirmed_once_the_device_is_quie
     assert later.states["d1"].ahead == []
     replayed = finish(r.states, IDX, CFG)
     assert [(_ts([p])[0], why) for p, why in replayed.rejected] == [(1220, TIME_JUMP)]
+
+
+def _replay_default(track):
+    from processors.config import ProcessingConfig
+    default = ProcessingConfig()          # unstamped_reorder_window_s = 600 s, as `hotspot replay` runs
+    r = process_batch({}, track, IDX, default)
+    f = finish(r.states, IDX, default)
+    return _ts(a.ping for a in r.accepted + f.accepted), [(_ts([p])[0], why) for p, why in r.rejected + f.rejected]
+
+
+def test_a_row_after_a_silence_moved_up_a_file_is_early_not_a_jump():
+    # 60 s interval, a 380 s silence after 420 s; the first row after it (800 s) comes seven rows early.
+    # The old timeline runs 420 s on without reaching it (more than time_jump_s, less than the 600 s
+    # window of unstamped rows), then the row of 860 s agrees with it.
+    ts = list(range(0, 480, 60)) + list(range(800, 1200, 60))
+    order = [0, 800] + list(range(60, 480, 60)) + list(range(860, 1200, 60))
+    assert _replay_default([ping(t, 0, 0) for t in order]) == (ts, [])
+
+
+def test_a_row_between_the_old_timeline_and_a_held_one_does_not_reject_it():
+    # After the silence, the row of 1160 s comes first, then 800 s: 300+ s before the held row but
+    # within the 600 s window, so the held row was early, not a third timeline.
+    ts = list(range(0, 480, 60)) + list(range(800, 1400, 60))
+    order = list(range(0, 480, 60)) + [1160] + [t for t in range(800, 1400, 60) if t != 1160]
+    assert _replay_default([ping(t, 0, 0) for t in order]) == (ts, [])

@@ -104,3 +104,55 @@ def test_a_stop_ends_with_its_visit():
     (v,) = visits(events)
     assert stop.ended_ms == v.exited_ms == s(200)
     assert events.index(stop) < events.index(v)
+
+
+# --------------------------------------------------------------------------- sparse and poor fixes
+
+def _sparse_stand(leave_s: float, standing_speed_mps: float | None = 0.0):
+    """60 s interval: walking fixes at 0 s (10, 75), standing at (75, 75) at 60 and 120 s, then away
+    east at leave_s and leave_s + 60 (the device left between 120 s and leave_s)."""
+    # (75, 75) then (76, 75): a real GPS never repeats a fix to the last digit (see the stale fix tests).
+    return [ping(0, 10, 75, speed_mps=1.4), ping(60, 75, 75, speed_mps=standing_speed_mps),
+            ping(120, 76, 75, speed_mps=standing_speed_mps)] + \
+        [ping(leave_s, 140, 75, speed_mps=1.4), ping(leave_s + 60, 140, 130, speed_mps=1.4)]
+
+
+def test_a_stop_between_sparse_fixes_counts_the_unseen_half_intervals_around_them():
+    # Two fixes 60 s apart at the spot; half of the minute before the first (30 s, the cap) and half
+    # of the minute after the last: a 120 s stay. Announced when the first fix away comes (180 s),
+    # reported from the first fix to the last.
+    events = run(_sparse_stand(180))
+    (stop,) = stops(events)
+    assert (stop.started_ms, stop.ended_ms, stop.duration_s) == (s(60), s(120), 60.0)
+    assert [e.started_ms for e in stop_starts(events)] == [s(60)]
+    assert visits(events)[0].stop_count == 1
+
+
+def test_a_stay_whose_fixes_and_half_intervals_span_under_two_minutes_is_no_stop():
+    # The same two fixes, but the device was away 10 s after the last one: 30 + 60 + 5 = 95 s.
+    assert stops(run(_sparse_stand(130))) == []
+
+
+def test_no_credit_without_a_standing_speed_two_sparse_fixes_near_each_other_are_no_stop():
+    # The same stay with no device speed: a walker who turned back looks the same, so the fixes
+    # alone (60 s) must span two minutes, and they do not.
+    assert stops(run(_sparse_stand(180, standing_speed_mps=None))) == []
+
+
+def test_a_walker_whose_fixes_alternate_moving_speed_and_none_is_no_stop():
+    # Back and forth between (50, 75) and (100, 75) at 1.5 m/s, 25 m fixes every 30 s: every fix lies
+    # within the stop radius plus its accuracy of the mean. Every other fix reports 1.5 m/s, the others
+    # no speed: a fix without speed does not clear the moving one before it, so two moving fixes with
+    # only a speedless one between end the cluster.
+    track = [ping(t, 50 if (t // 30) % 2 == 0 else 100, 75, acc_m=25.0, speed_mps=1.5 if (t // 30) % 2 else None)
+             for t in range(0, 600, 30)]
+    assert stops(run(track)) == []
+
+
+def test_a_stayer_with_one_moving_reading_and_a_speedless_fix_after_it_is_still_one_stop():
+    # Standing with speed readings; one reads 1.0 m/s (noise) and the fix after it has no speed: the
+    # next still reading clears it, so the stop goes on.
+    track = stay(0, 100, 10, (75, 75)) + [ping(110, 75, 75, speed_mps=1.0), ping(120, 75, 75)] + \
+        stay(130, 240, 10, (75, 75))
+    (stop,) = stops(run(track))
+    assert (stop.started_ms, stop.ended_ms) == (s(0), s(240))
