@@ -73,6 +73,15 @@ def test_simulate_via_gateway_lands_every_planned_ping_in_kafka_under_the_simula
         if want.speed_mps is not None:
             assert got["speed_mps"] == pytest.approx(want.speed_mps, abs=1e-6)  # km/h and knots converted back
     assert f"acknowledged {len(planned)} of {len(planned)} pings" in done.stdout
+    # The OsmAnd officer was registered with a random identifier; its name alone posts nothing.
+    from gateway.credentials import CredentialStore, path_in
+
+    store = CredentialStore(path_in(env["HOTSPOT_DATA_DIR"]))
+    try:
+        assert {p.name: p.osmand for p in store.list("device")} == {"sim-001": False, "sim-002": False, "sim-003": True}
+    finally:
+        store.close()
+    assert httpx.get(url + "/v1/osmand", params={"id": "sim-003", "lat": "51.5", "lon": "-0.1"}).status_code == 403
 
 
 def test_simulate_via_gateway_reports_what_the_worker_did_with_the_pings(make_broker, tmp_path):
@@ -111,13 +120,3 @@ def test_simulate_via_gateway_reports_what_the_worker_did_with_the_pings(make_br
         gateway.terminate()
         gateway.wait(timeout=30)
         live.stop_worker()
-
-    # The OsmAnd officer was registered with a random identifier; its name alone posts nothing.
-    from gateway.credentials import CredentialStore, path_in
-
-    store = CredentialStore(path_in(env["HOTSPOT_DATA_DIR"]))
-    try:
-        assert {p.name: p.osmand for p in store.list("device")} == {"sim-001": False, "sim-002": False, "sim-003": True}
-    finally:
-        store.close()
-    assert httpx.get(url + "/v1/osmand", params={"id": "sim-003", "lat": "51.5", "lon": "-0.1"}).status_code == 403
