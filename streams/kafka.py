@@ -216,7 +216,9 @@ async def _require_configs(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -
         for response in await admin.alter_configs(changes):
             failed = [f"{r[3]}: error {r[0]} ({r[1]})" for r in response.resources if r[0] != 0]
             if failed:
-                raise KafkaError("could not set required topic settings: " + "; ".join(failed))
+                wanted = ", ".join(f"{s.name}: {dict(s.required)}" for s in specs)
+                raise KafkaError("could not set required topic settings: " + "; ".join(failed) +
+                                 f". Set them on the topic yourself ({wanted}), or let this user alter topic configs")
         log.info("required settings applied to existing topics %s", [c.name for c in changes])
 
 
