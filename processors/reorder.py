@@ -7,7 +7,9 @@ that batch boundaries and shuffles inside the window cannot change the output:
   arrival clock is the newest arrival time (`received_ms`) among its pings;
 * a held ping is released, oldest first, once it is older than
   `watermark - reorder_window_s`, or once it has been held `reorder_hold_s`
-  of arrival time (only pings that carry an arrival time: live ones);
+  of arrival time (only pings that carry an arrival time: live ones); a row
+  without an arrival time (a file's) once it is older than `watermark -
+  unstamped_reorder_window_s` and `unstamped_reorder_rows` newer rows are held;
   releasing a ping releases every older one with it;
 * a ping that would have to go before a ping already released (or due to
   be) is a straggler: `duplicate` if its fix time was taken already (held, or
@@ -109,6 +111,19 @@ def admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None 
     return reason
 
 
+def _rows_behind(buf: list[Ping], p: Ping, cfg: ProcessingConfig) -> bool:
+    """Is p, already more than its window behind the newest fix, also out of place by the row bound?
+
+    Pings stamped on arrival: always (their window is in arrival-clock terms). Rows of a file: only
+    when at least `unstamped_reorder_rows` held rows are newer, i.e. it came that many rows late. A
+    row's displacement in a file is a count of rows; a silence adds fix time without adding rows, so a
+    row moved a few rows down across one is far behind in seconds and still only a few rows late."""
+    rows = cfg.unstamped_reorder_rows
+    if p.received_ms is not None or rows <= 0:
+        return True
+    return len(buf) - bisect_left(buf, p.ts_ms, key=_ts) >= rows
+
+
 def _window_ms(p: Ping, cfg: ProcessingConfig) -> float:
     """How far behind the newest fix a ping may come and still be put in order: reorder_window_s for
     pings stamped on arrival, unstamped_reorder_window_s for rows of a file, which have no clock."""
@@ -143,7 +158,8 @@ def _admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None
     wm = st.watermark_ms
     buf = st.buffer
     frontier = st.frontier_ms
-    if (wm is not None and t < wm - _window_ms(p, cfg)) or (frontier is not None and t <= frontier):
+    if (frontier is not None and t <= frontier) or (wm is not None and t < wm - _window_ms(p, cfg)
+                                                     and _rows_behind(buf, p, cfg)):
         if t in st.recent_ts or _held(buf, t) >= 0:
             return DUPLICATE
         if t < wm - cfg.time_jump_s * 1000.0:
@@ -257,14 +273,17 @@ def release(st: DeviceState, cfg: ProcessingConfig, *, flush: bool = False,
         if clock_ms is not None and (clock is None or clock_ms > clock):
             clock = clock_ms
         cutoff = -1.0 if clock is None else clock - cfg.reorder_hold_s * 1000.0
-        # From the newest back to the first that must go: past the window, or held long enough.
+        rows = cfg.unstamped_reorder_rows
+        # From the newest back to the first that must go: past the window (for a row of a file, also
+        # with `unstamped_reorder_rows` held rows newer than it), or held long enough.
         k = n
         while k:
             q = buf[k - 1]
             r = q.received_ms
-            if q.ts_ms < (horizon if r is not None else horizon_unstamped):
-                break
-            if r is not None and r <= cutoff:
+            if r is not None:
+                if q.ts_ms < horizon or r <= cutoff:
+                    break
+            elif q.ts_ms < horizon_unstamped and n - k >= rows:
                 break
             k -= 1
         if not k:

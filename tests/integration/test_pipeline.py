@@ -22,8 +22,8 @@ from tests.integration.live import LiveSystem, export_arrived, ms, replay, simul
 
 # Signal loss is judged on the arrival clock live and on fix times in replay: off, for both. Replay's
 # rows carry no arrival time, so it is told the window live pings have (unstamped rows default to a
-# 600 s one, for files shuffled by rows): a straggler late live is late in replay too.
-NO_SILENCE = {"signal_loss_s": 36000, "unstamped_reorder_window_s": 10}
+# 600 s and 10-row one, for files shuffled by rows): a straggler late live is late in replay too.
+NO_SILENCE = {"signal_loss_s": 36000, "unstamped_reorder_window_s": 10, "unstamped_reorder_rows": 0}
 
 
 def _line_count(path) -> int:

@@ -19,8 +19,9 @@ KX, KY = metres_per_degree(LAT0)
 T0 = 1_750_000_000_000  # 2025-06-15T15:06:40Z, ms
 # The hand-built tracks are unstamped (no arrival time) and many tests look at what a batch releases
 # before `finish`: they keep the 10 s window that stamped pings have, so that the state machines'
-# timing shows batch by batch. The default unstamped window (300 s) has its own tests (test_reorder).
-CFG = ProcessingConfig(unstamped_reorder_window_s=10.0)
+# timing shows batch by batch (and no row bound: a window in seconds only). The default unstamped
+# window (600 s, 10 rows) has its own tests (test_reorder).
+CFG = ProcessingConfig(unstamped_reorder_window_s=10.0, unstamped_reorder_rows=0)
 
 
 def lat_lon(x_m: float, y_m: float) -> tuple[float, float]:
