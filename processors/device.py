@@ -31,8 +31,10 @@ from processors.visits import OPEN, Track
 # the last fix it was fed and whether a fix of its cluster reported a standing speed
 # (processors.stops), and to the mode tracker how far after its run's start a switch is dated
 # (processors.modes); versions 1 and 2 load with none of them (no credit, no offset).
-STATE_VERSION = 3
-_READABLE = (1, 2, 3)
+# Version 4 appends to the mode tracker the speed evidence of its last fix, which dates a switch
+# inside the interval before it (processors.modes); earlier versions load with none (-1).
+STATE_VERSION = 4
+_READABLE = (1, 2, 3, 4)
 
 _new = object.__new__
 

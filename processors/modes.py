@@ -12,6 +12,10 @@ The rule (docs/decisions.md, "Analytics core"):
   displacement speed over at least `mode_window_s` back (or over the last
   fixes if they already show a move much larger than their accuracy) so GPS
   jitter averages out instead of looking like walking.
+* No evidence (docs/decisions.md, "Modes: wander and reckoning"): a displacement
+  within the two fixes' errors combined (sqrt(acc1^2 + acc2^2)) proves no
+  movement, and one whose window reaches back before a pending run began mixes
+  the old mode into it; neither starts a run nor breaks one.
 * Evidence classes: stationary <= `stationary_max_mps` < foot <=
   `foot_max_mps` < ambiguous < `vehicle_min_mps` <= vehicle. Ambiguous evidence
   keeps foot or vehicle as they are (the hysteresis band).
@@ -21,7 +25,11 @@ The rule (docs/decisions.md, "Analytics core"):
   stay vehicle), over two fixes, or one interval twice that long (sparse
   devices). A confirmed switch is backdated to the start of the run, so the
   smoothing delays the decision, not the boundary; a run to vehicle also
-  takes the ambiguous evidence just before it.
+  takes the ambiguous evidence just before it. Inside the interval before
+  the run's first fix the switch is dated by dead reckoning: slowing down,
+  the device went on at its last speed for the step since the last fix;
+  speeding up, it covered the step at its new speed; when the step is lost in
+  the fixes' errors, a device speed dates it halfway.
 * A silence of `signal_loss_s` closes the segment at the last fix and makes the
   silence an `unknown` segment; the first mode after it is backdated to the
   first fix after it.
@@ -38,7 +46,7 @@ from processors.geo import M_PER_DEG, M_PER_DEG_LAT, RAD
 from processors.model import FOOT, STATIONARY, UNKNOWN, VEHICLE, ModeSegment, segment_id
 
 # Internal codes; AMBIGUOUS is evidence only, never a mode.
-U, S, F, V, AMBIGUOUS = 0, 1, 2, 3, 4
+U, S, F, V, AMBIGUOUS, NONE = 0, 1, 2, 3, 4, 5   # NONE: a fix that is no evidence of movement or of standing
 MODE_NAMES = (UNKNOWN, STATIONARY, FOOT, VEHICLE)
 
 _WINDOW_MAX_FIXES = 16
@@ -51,7 +59,7 @@ class ModeTracker:
     __slots__ = ("mode", "fresh", "seg_start_ms", "seg_dist_m", "in_gap",
                  "cand", "cand_start_ms", "cand_pings", "cand_dist_m", "amb_start_ms",
                  "last_ms", "last_lat", "last_lon", "last_acc_m",
-                 "anchor_lat", "anchor_lon", "window", "timeline", "cand_lead_ms")
+                 "anchor_lat", "anchor_lon", "window", "timeline", "cand_lead_ms", "last_v_mps")
 
     def __init__(self) -> None:
         self.mode = U
@@ -67,6 +75,7 @@ class ModeTracker:
         self.amb_start_ms: int | None = None   # start of the run of ambiguous evidence just before, if any
         self.last_ms: int | None = None
         self.last_lat = self.last_lon = self.last_acc_m = 0.0
+        self.last_v_mps = -1.0        # the speed evidence of the last fix (device or displacement; -1: none)
         self.anchor_lat = self.anchor_lon = 0.0
         # Tuples, replaced rather than changed, so that copies can share them (DeviceState.copy).
         # The window is flat, t_ms, lat, lon, acc_m of each fix in turn: no tuple per fix to make.
@@ -99,6 +108,7 @@ class ModeTracker:
         # accuracies; only worked out when there is a plausible device speed to check) allows it.
         v = device_speed_mps
         trusted = False
+        since_ms = t
         if v is not None and 0.0 <= v <= cfg.max_speed_mps and acc_m <= cfg.speed_trust_max_accuracy_m:
             dx = (lon - self.last_lon) * kx
             dy = (lat - self.last_lat) * M_PER_DEG_LAT
@@ -111,8 +121,14 @@ class ModeTracker:
         else:
             # Displacement speaks for the interval before this fix, not for whether the device is
             # moving at it: leave that to the stop detector's positions.
-            v = self._displacement_speed(t, lat, lon, acc_m, kx, cfg)
+            v, within_error, since_ms = self._displacement_speed(t, lat, lon, acc_m, kx, cfg)
             moving_mps = -1.0
+            if within_error and v > cfg.stationary_max_mps:
+                # A displacement no larger than the two fixes' errors combined proves no movement:
+                # GPS wander of a phone lying still looks like walking over 30 s (at 25 m accuracy,
+                # 30-40 m). It is no evidence either way, so it neither starts a run towards foot nor
+                # breaks a run towards stationary that device speeds are making.
+                v = -1.0
         # Add this fix; keep at least two fixes, dropping those older than twice the window
         # and those beyond the cap (the new fix is never among the dropped ones).
         window = self.window
@@ -122,7 +138,9 @@ class ModeTracker:
         while n - k > 2 and (window[4 * k] < horizon or n - k > _WINDOW_MAX_FIXES):
             k += 1
         self.window = window[4 * k:] + (t, lat, lon, acc_m)
-        if v <= cfg.stationary_max_mps:
+        if v < 0.0:
+            e = NONE
+        elif v <= cfg.stationary_max_mps:
             e = S
         elif v <= cfg.foot_max_mps:
             e = F
@@ -130,8 +148,21 @@ class ModeTracker:
             e = V
         else:
             e = AMBIGUOUS
-        if e != self.mode or self.cand != U or self.amb_start_ms is not None:
-            self._evidence(device_id, e, t, inc, cfg, events, trusted)
+        if e == self.mode and not trusted and self.cand in (S, F) \
+                and since_ms < self.cand_start_ms + self.cand_lead_ms:
+            # Displacement averages over its window; one that reaches back before the pending run
+            # began mixes the old mode into it (the walk before a stop, the stop before a walk), so it
+            # cannot say the run was wrong. Device speeds, and windows inside the run, still can.
+            e = NONE
+        if e != NONE and (e != self.mode or self.cand != U or self.amb_start_ms is not None):
+            # The distance covered since the last fix, less the fixes' errors in quadrature (the
+            # expected true step): with a speed, it dates a stop or a start inside the interval.
+            dx = (lon - self.last_lon) * kx
+            dy = (lat - self.last_lat) * M_PER_DEG_LAT
+            step2 = dx * dx + dy * dy - acc_m * acc_m - self.last_acc_m * self.last_acc_m
+            self._evidence(device_id, e, t, inc, cfg, events, trusted, v,
+                           _sqrt(step2) if step2 > 0.0 else -1.0)
+        self.last_v_mps = v
         self.last_ms = t
         self.last_lat = lat
         self.last_lon = lon
@@ -149,16 +180,19 @@ class ModeTracker:
         self.cand, self.cand_pings, self.cand_dist_m = U, 0, 0.0
         self.amb_start_ms = None
         self.last_ms, self.last_lat, self.last_lon, self.last_acc_m = t, lat, lon, acc_m
+        self.last_v_mps = -1.0
         self.anchor_lat, self.anchor_lon = lat, lon
         self.window = (t, lat, lon, acc_m)
         self._mark(t, U)
 
     def _displacement_speed(self, t: int, lat: float, lon: float, acc_m: float, kx: float,
-                            cfg: ProcessingConfig) -> float:
-        """Speed from the displacement since the newest fix at least mode_window_s old (or clearly far)."""
+                            cfg: ProcessingConfig) -> tuple[float, bool]:
+        """Speed from the displacement since the newest fix at least mode_window_s old (or clearly far),
+        and whether that displacement lies within the two fixes' errors combined (sqrt(acc1^2 + acc2^2))."""
         window_ms = cfg.mode_window_s * 1000.0
         tj = t
         d = 0.0
+        aj = acc_m
         w = self.window
         for j in range(len(w) - 4, -1, -4):     # newest first
             tj, la, lo, aj = w[j], w[j + 1], w[j + 2], w[j + 3]
@@ -167,10 +201,10 @@ class ModeTracker:
             d = math.sqrt(dx * dx + dy * dy)
             if t - tj >= window_ms or d >= 4.0 * (acc_m + aj):
                 break
-        return d * 1000.0 / (t - tj) if t > tj else 0.0
+        return (d * 1000.0 / (t - tj) if t > tj else 0.0), d * d <= acc_m * acc_m + aj * aj, tj
 
     def _evidence(self, device_id: str, e: int, t: int, inc: float, cfg: ProcessingConfig, events: list,
-                  instant: bool = False) -> None:
+                  instant: bool = False, v: float = -1.0, step_m: float = 0.0) -> None:
         m = self.mode
         if self.cand != U:
             self.cand_dist_m += inc
@@ -200,7 +234,7 @@ class ModeTracker:
             # average, and that is where a confirmed switch is dated (dating it from the fix before
             # gave each stop half an interval of the walk that arrived at it: at 60 s, 4.7% of foot
             # time). Not for vehicle runs: they take the ambiguous stretch before them on purpose.
-            self.cand_lead_ms = (t - start) // 2 if e in (S, F) and instant and start == self.last_ms else 0
+            self.cand_lead_ms = self._lead_ms(e, t, start, instant, v, step_m, cfg)
         self.amb_start_ms = None
         self.cand_pings += 1
         if self.fresh:
@@ -219,6 +253,28 @@ class ModeTracker:
         need_ms = need_s * 1000.0
         if run_ms >= need_ms and (self.cand_pings >= 2 or run_ms >= 2.0 * need_ms):
             self._switch(device_id, e, events)
+
+    def _lead_ms(self, e: int, t: int, start: int, instant: bool, v: float, step_m: float,
+                 cfg: ProcessingConfig) -> int:
+        """How far into the interval [start, t] a switch to stationary or foot happened.
+
+        Dead reckoning: an officer who was moving at the last fix and stands now covered the step at
+        that speed, then stood (the stop began step / v_last after the last fix); one who stood and
+        moves now at v set off step / v before this fix. Without a speed to reckon with, a device
+        speed (an instant) dates it halfway; displacement (the whole interval) at its start."""
+        if start != self.last_ms or e == AMBIGUOUS:
+            return 0
+        span = t - start
+        last_v = self.last_v_mps
+        if step_m < 0.0:
+            pass                    # the step is lost in the fixes' errors: nothing to reckon with
+        elif last_v > cfg.stationary_max_mps and last_v > v:
+            return int(min(span, 1000.0 * step_m / last_v))
+        elif e != S and v > cfg.stationary_max_mps:
+            return int(max(0.0, span - 1000.0 * step_m / v))
+        if e == V:
+            return 0
+        return span // 2 if instant else 0
 
     def _switch(self, device_id: str, new: int, events: list) -> None:
         tb = self.cand_start_ms + self.cand_lead_ms
@@ -299,6 +355,7 @@ class ModeTracker:
         c.cand = self.cand
         c.cand_start_ms = self.cand_start_ms
         c.cand_lead_ms = self.cand_lead_ms
+        c.last_v_mps = self.last_v_mps
         c.cand_pings = self.cand_pings
         c.cand_dist_m = self.cand_dist_m
         c.amb_start_ms = self.amb_start_ms
@@ -319,7 +376,7 @@ class ModeTracker:
                 self.anchor_lat, self.anchor_lon,
                 [self.window[j:j + 4] for j in range(0, len(self.window), 4)],   # [t, lat, lon, acc] per fix
                 self.timeline,   # (orjson writes tuples as arrays)
-                self.cand_lead_ms]
+                self.cand_lead_ms, self.last_v_mps]
 
     @classmethod
     def from_list(cls, v: list) -> "ModeTracker":
@@ -329,6 +386,7 @@ class ModeTracker:
          m.last_ms, m.last_lat, m.last_lon, m.last_acc_m,
          m.anchor_lat, m.anchor_lon, window, timeline) = v[:18]
         m.cand_lead_ms = v[18] if len(v) > 18 else 0     # (device state version 2 and before: none)
+        m.last_v_mps = v[19] if len(v) > 19 else -1.0    # (device state version 3 and before: none)
         m.window = tuple(chain.from_iterable(window))
         m.timeline = tuple(map(tuple, timeline))
         return m

@@ -48,8 +48,10 @@ def test_parked_vehicle_becomes_stationary_from_when_it_stopped():
 
 
 def test_walk_then_drive_switches_at_the_start_of_the_vehicle_evidence():
+    # The first vehicle fix is 60 m on at 12 m/s: it set off 5 s before it, at the last foot fix (to
+    # the 5 m accuracies, taken off the step in quadrature: tens of milliseconds).
     track = walk(0, 60, 5, (1000, 0), (1084, 0), speed_mps=1.4) + walk(65, 125, 5, (1144, 0), (1864, 0), speed_mps=12.0)
-    assert _modes(track) == [(0, 60, "foot"), (60, 125, "vehicle")]
+    assert _modes(track) == [(0, pytest.approx(60, abs=0.1), "foot"), (pytest.approx(60, abs=0.1), 125, "vehicle")]
 
 
 def test_park_and_walk_ends_the_vehicle_where_walking_starts():
@@ -82,7 +84,7 @@ def test_a_reported_speed_the_positions_contradict_is_ignored():
 def test_sparse_device_switches_on_one_long_interval():
     track = (walk(0, 300, 60, (1000, 0), (1420, 0), acc_m=10.0, speed_mps=None)
              + [ping(360, 2000, 0, acc_m=10.0), ping(420, 2600, 0, acc_m=10.0)])
-    assert _modes(track) == [(0, 300, "foot"), (300, 420, "vehicle")]
+    assert _modes(track) == [(0, pytest.approx(300, abs=0.1), "foot"), (pytest.approx(300, abs=0.1), 420, "vehicle")]
 
 
 def test_a_silence_is_an_unknown_segment_between_the_last_and_next_fix():
@@ -109,12 +111,26 @@ def test_visit_mode_seconds_follow_the_segments():
     assert v.vehicle_s + v.stationary_s + v.foot_s == v.dwell_s
 
 
-def test_a_switch_shown_by_a_device_speed_is_dated_halfway_through_the_interval_before_it():
+def test_a_stop_is_dated_by_the_step_covered_at_the_last_speed():
     # 60 s fixes: walking (1.4 m/s) at 0 and 60 s, then the device reports 0 at 120, 180, 240 s
-    # standing where it arrived. The officer stopped somewhere between 60 and 120 s: the stationary
-    # segment starts at 90 s, not at 60 s (which gave a stop half a minute of the walk to it).
+    # standing 42 m on. Walking on at 1.4 m/s, the officer covered those 42 m in 30 s: the
+    # stationary segment starts at 90 s (less the 5 m accuracies taken off the step in quadrature),
+    # not at 60 s (which gave a stop half a minute of the walk to it).
     track = [ping(0, 1000, 0, speed_mps=1.4), ping(60, 1084, 0, speed_mps=1.4)] + \
-        stay(120, 240, 60, (1150, 0), speed_mps=0.0)
+        stay(120, 240, 60, (1126, 0), speed_mps=0.0)
+    ((a, b, foot), (c, d, still)) = _modes(track)
+    assert (a, foot, d, still) == (0, "foot", 240, "stationary") and b == c and 88.5 < b < 90.0
+    # 66 m on: the walk took 47 s of the interval.
+    track = track[:2] + stay(120, 240, 60, (1150, 0), speed_mps=0.0)
+    ((a, b, foot), (c, d, still)) = _modes(track)
+    assert b == c and 106.0 < b < 107.2
+
+
+def test_a_switch_shown_by_a_device_speed_is_dated_halfway_when_the_step_is_lost_in_the_errors():
+    # The same, but the standing fixes are 6 m on, within the 5 m accuracies of both fixes: the
+    # step says nothing, and a device speed (an instant) dates the stop halfway through the interval.
+    track = [ping(0, 1000, 0, speed_mps=1.4), ping(60, 1084, 0, speed_mps=1.4)] + \
+        stay(120, 240, 60, (1090, 0), speed_mps=0.0)
     assert _modes(track) == [(0, 90, "foot"), (90, 240, "stationary")]
 
 
@@ -124,3 +140,38 @@ def test_a_switch_shown_by_displacement_alone_starts_with_its_interval():
     # the standing run starts with that interval, at 120 s, as before.
     track = [ping(0, 1000, 0), ping(60, 1084, 0)] + stay(120, 300, 60, (1150, 0), speed_mps=None)
     assert _modes(track) == [(0, 120, "foot"), (120, 300, "stationary")]
+
+
+def _wander(t0, t1, step, x0, amp_m, acc_m, speed_every=3):
+    """A phone lying still indoors: fixes wandering up to amp_m around x0, every third without speed."""
+    import math
+    return [ping(t, x0 + amp_m * math.sin(2 * math.pi * t / 90), amp_m * math.cos(2 * math.pi * t / 70),
+                 acc_m=acc_m, speed_mps=None if k % speed_every == speed_every - 1 else 0.0)
+            for k, t in enumerate(range(t0, t1 + 1, step))]
+
+
+def test_gps_wander_within_the_fixes_errors_does_not_keep_a_stayer_on_foot():
+    # Walk in at 1.4 m/s, then stand for 10 min indoors: 25 m accuracy, the fixes wandering 15 m
+    # around the spot (26 m over 30 s: 0.9 m/s of displacement, foot speed), the device reporting
+    # 0 m/s on two fixes of three. The wander is within the two fixes' errors (35 m combined), so it
+    # is no evidence of walking: the standing speeds make the stay stationary from its start.
+    track = walk(0, 60, 5, (1000, 0), (1084, 0), speed_mps=1.4) + _wander(65, 665, 5, 1084, 15.0, 25.0)
+    ((a, b, foot), (c, d, still)) = _modes(track)
+    assert (a, foot, still, d) == (0, "foot", "stationary", 665) and b == c and 60 <= b <= 65
+
+
+def test_slow_walking_without_device_speed_stays_foot():
+    # 0.8 m/s with good fixes and no device speed: 24 m over 30 s, well beyond 5 m fixes' errors.
+    track = walk(0, 300, 10, (1000, 0), (1240, 0), speed_mps=None)
+    assert _modes(track) == [(0, 300, "foot")]
+
+
+def test_displacement_reaching_back_into_the_walk_does_not_undo_a_stop_the_device_speeds_show():
+    # Walk in at 1.4 m/s, then stand (good fixes, 0 m/s on two fixes of three, no speed on the third).
+    # For 30 s after the stop a speedless fix's displacement window still holds the walk (foot speed);
+    # it mixes the walk into the stand, so it does not break the run of standing speeds: the stop is
+    # dated where the standing began (halfway through the interval before the first standing fix:
+    # the step is within the 5 m accuracies), not after the last such fix.
+    track = walk(0, 60, 5, (1000, 0), (1084, 0), speed_mps=1.4) + \
+        [ping(t, 1084, 0, speed_mps=None if k % 3 == 2 else 0.0) for k, t in enumerate(range(65, 306, 5))]
+    assert _modes(track) == [(0, 62.5, "foot"), (62.5, 305, "stationary")]
