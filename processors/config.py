@@ -39,11 +39,13 @@ class ProcessingConfig:
     (60 s, handheld trackers), for files merged from exports or written by loggers that flush in
     batches. Rows further ahead than time_jump_s are held aside and move nothing (a jump), so a row
     moved up a file never makes others late either."""
-    unstamped_reorder_rows: int = 10
+    unstamped_reorder_rows: int = 16
     """A row without an arrival time is late only when it is both more than unstamped_reorder_window_s
     behind the device's newest fix and at least this many of the device's held rows are newer: a file
     reorders by rows, and a silence adds fix time without rows, so a row moved a few rows down a file
-    across a silence is not lost. Ten rows, the window's own figure (ten rows at 60 s); 0: seconds only."""
+    across a silence is not lost. 16: as many rows as the device remembers released fix times
+    (recent_ts_kept), and two overlapping moves of up to 8 rows (measured: a row moved 11 rows, 660 s,
+    by two swaps at 60 s); 0: seconds only, as before."""
     reorder_hold_s: float = 0.25
     """A ping stamped with its arrival time is held at most this long in arrival time: released once
     the device's arrival clock (or the live worker's) is this far past its arrival. Pings from one

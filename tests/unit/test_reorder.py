@@ -275,19 +275,19 @@ def test_a_row_between_the_old_timeline_and_a_held_one_does_not_reject_it():
 def test_a_row_moved_down_a_file_across_a_silence_is_a_few_rows_late_not_lost():
     # 60 s interval, a 360 s silence after 420 s; the row of 420 s comes six rows down, after the
     # silence: 780 s behind the newest row when it comes (more than the 600 s window), but only six
-    # rows late, within the 10-row bound of a file's order.
-    ts = list(range(0, 480, 60)) + list(range(780, 1500, 60))
+    # rows late, within the 16-row bound of a file's order.
+    ts = list(range(0, 480, 60)) + list(range(780, 2400, 60))
     order = [t for t in ts if t != 420]
     order.insert(order.index(780) + 6, 420)
     assert _replay_default([ping(t, 0, 0) for t in order]) == (ts, [])
 
 
-def test_a_row_both_more_than_the_window_and_ten_rows_late_is_late():
-    # The same silence; the row of 420 s comes twelve rows down: later than any reordering a file
+def test_a_row_both_more_than_the_window_and_sixteen_rows_late_is_late():
+    # The same silence; the row of 420 s comes eighteen rows down: later than any reordering a file
     # is allowed, in rows and in seconds.
-    ts = list(range(0, 480, 60)) + list(range(780, 1500, 60))
+    ts = list(range(0, 480, 60)) + list(range(780, 2400, 60))
     order = [t for t in ts if t != 420]
-    order.insert(order.index(780) + 12, 420)
+    order.insert(order.index(780) + 18, 420)
     accepted, rejected = _replay_default([ping(t, 0, 0) for t in order])
     assert accepted == [t for t in ts if t != 420] and rejected == [(420, LATE)]
 
@@ -296,10 +296,10 @@ def test_the_row_bound_gives_the_same_verdicts_whatever_the_batches():
     # Rows released by one batch or judged against the held rows in the next: the same verdicts.
     from processors.config import ProcessingConfig
     default = ProcessingConfig()
-    ts = list(range(0, 480, 60)) + list(range(780, 1500, 60))
+    ts = list(range(0, 480, 60)) + list(range(780, 2400, 60))
     order = [t for t in ts if t not in (300, 420)]
     order.insert(order.index(780) + 6, 420)
-    order.insert(order.index(780) + 11, 300)
+    order.insert(order.index(780) + 17, 300)
     track = [ping(t, 0, 0) for t in order]
     whole = _replay_default(track)
     assert whole[1] == [(300, LATE)]
