@@ -12,7 +12,8 @@ The rule (docs/decisions.md, "Analytics core"):
   displacement speed over at least `mode_window_s` back (or over the last
   fixes if they already show a move much larger than their accuracy) so GPS
   jitter averages out instead of looking like walking.
-* No evidence (docs/decisions.md, "Modes: wander and reckoning"): a displacement
+* No evidence (docs/decisions.md, "Modes: wander is no evidence, switches
+  dated by dead reckoning"): a displacement
   within the two fixes' errors combined (sqrt(acc1^2 + acc2^2)) proves no
   movement, and one whose window reaches back before a pending run began mixes
   the old mode into it; neither starts a run nor breaks one.
@@ -186,9 +187,10 @@ class ModeTracker:
         self._mark(t, U)
 
     def _displacement_speed(self, t: int, lat: float, lon: float, acc_m: float, kx: float,
-                            cfg: ProcessingConfig) -> tuple[float, bool]:
+                            cfg: ProcessingConfig) -> tuple[float, bool, int]:
         """Speed from the displacement since the newest fix at least mode_window_s old (or clearly far),
-        and whether that displacement lies within the two fixes' errors combined (sqrt(acc1^2 + acc2^2))."""
+        whether that displacement lies within the two fixes' errors combined (sqrt(acc1^2 + acc2^2)),
+        and the time of that older fix (where the window begins)."""
         window_ms = cfg.mode_window_s * 1000.0
         tj = t
         d = 0.0
@@ -228,12 +230,10 @@ class ModeTracker:
             if e == V and self.amb_start_ms is not None:
                 start = self.amb_start_ms
             self.cand, self.cand_start_ms, self.cand_pings, self.cand_dist_m = e, start, 0, inc
-            # When, inside the interval before this fix, did the new mode begin? Displacement speaks
-            # for the interval, so the run starts with it. A device speed speaks only for the instant
-            # of its fix: the officer stopped (or set off) somewhere in the interval, at its middle on
-            # average, and that is where a confirmed switch is dated (dating it from the fix before
-            # gave each stop half an interval of the walk that arrived at it: at 60 s, 4.7% of foot
-            # time). Not for vehicle runs: they take the ambiguous stretch before them on purpose.
+            # When, inside the interval before this fix, did the new mode begin? Dating it from the
+            # fix before gave each stop half an interval of the walk that arrived at it (at 60 s, 4.7%
+            # of foot time); the step covered and the speeds on either side say where (_lead_ms). A
+            # vehicle run that took the ambiguous stretch before it keeps that start.
             self.cand_lead_ms = self._lead_ms(e, t, start, instant, v, step_m, cfg)
         self.amb_start_ms = None
         self.cand_pings += 1
@@ -256,12 +256,14 @@ class ModeTracker:
 
     def _lead_ms(self, e: int, t: int, start: int, instant: bool, v: float, step_m: float,
                  cfg: ProcessingConfig) -> int:
-        """How far into the interval [start, t] a switch to stationary or foot happened.
+        """How far into the interval [start, t] before this fix the switch to mode e happened.
 
-        Dead reckoning: an officer who was moving at the last fix and stands now covered the step at
-        that speed, then stood (the stop began step / v_last after the last fix); one who stood and
-        moves now at v set off step / v before this fix. Without a speed to reckon with, a device
-        speed (an instant) dates it halfway; displacement (the whole interval) at its start."""
+        Dead reckoning from the step since the last fix (less the fixes' errors): slowing down, the
+        device went on at its last speed v_last for step / v_last, then changed (a stop, or a walk
+        after a drive); speeding up, it covered the step at its new speed v, having set off step / v
+        before this fix. With the step lost in the errors there is nothing to reckon with: a device
+        speed (an instant) dates a stop or a walk halfway, displacement (which speaks for the whole
+        interval) and vehicle runs at the interval's start."""
         if start != self.last_ms or e == AMBIGUOUS:
             return 0
         span = t - start
