@@ -17,6 +17,8 @@ Visits (closed unless said):
   v6 dev-carol H3 13th 09:20-09:36 16 min, in a4 -> tasked
   v7 dev-alice H4 13th 12:00-12:03  3 min, untasked
   v8 dev-dave  H2 13th 13:00, open, 5 min so far, untasked
+Also a few pings, a stop, a mode segment and an activity entry whose note names an officer (for the
+pseudonymised export: none of it may leak).
 Crimes (generic CSV, harm given): two in H1 on trial day 12 (one at 05:30 on the 13th, which is still
 trial day 12), harm 10 and 20; one in H3 on day 13, harm 5; one outside every hot spot.
 """
@@ -79,8 +81,13 @@ CRIMES_CSV = (
 )
 
 
+USERS = sorted(OFFICERS)
+DEVICES = sorted(set(OFFICERS.values()) | {"dev-dave"})
+PINGS_TTL_DAYS = 3650  # migrate fixture stores with this: the scenario's pings are older than the default 90 days
+
+
 def write_fixture(client, db: str = "hotspot") -> None:
-    """Insert the scenario into a migrated store (a clickhouse-connect client)."""
+    """Insert the scenario into a store migrated with PINGS_TTL_DAYS (a clickhouse-connect client)."""
     published = t(1, 0)
     client.insert(f"{db}.hotspots", [
         [hid, 1, f"Hot spot {hid}", "briefing", json.dumps(polygon(hid)), None, 15.0, None, None, "{}", 0, published]
@@ -107,3 +114,19 @@ def write_fixture(client, db: str = "hotspot") -> None:
                                                            "arm", "block", "design", "seed"])
     client.insert(f"{db}.officer_teams", [["alice", "Team A", published], ["bob", "Team B", published]],
                   column_names=["user", "team", "updated_at"])
+    lat, lon = inside("H1")
+    client.insert(f"{db}.pings", [
+        ["dev-alice", t(12, 9, 10), t(12, 9, 10), lat, lon, "native", ["H1"]],
+        ["dev-alice", t(12, 9, 11), t(12, 9, 11), lat + 0.0001, lon, "native", ["H1"]],
+        ["dev-bob", t(12, 10, 10), t(12, 10, 10), lat, lon + 0.0001, "owntracks", ["H1"]]],
+        column_names=["device_id", "ts", "received_at", "lat", "lon", "source", "hotspot_ids"])
+    client.insert(f"{db}.stops", [["s1", "dev-alice", "H1", t(12, 9, 12), t(12, 9, 16), 240.0, lat, lon, 1]],
+                  column_names=["stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat",
+                                "lon", "version"])
+    client.insert(f"{db}.mode_segments", [["dev-alice", t(12, 9, 0), t(12, 9, 10), "vehicle", 2500.0, 1]],
+                  column_names=["device_id", "started_at", "ended_at", "mode", "distance_m", "version"])
+    client.insert(f"{db}.activity", [
+        ["act-alice-1", "alice", "dev-alice", t(12, 9, 20), "patrol_note", "H1", "a1", "spoke to bob and carol",
+         lat, lon, {"partner": "bob"}]],
+        column_names=["activity_id", "user", "device_id", "ts", "kind", "hotspot_id", "assignment_id", "note", "lat",
+                      "lon", "attributes"])
