@@ -230,6 +230,29 @@ def test_coarse_grid_cells_are_about_the_size_asked():
     assert coarsen_position(51.75002, -1.26002, 250.0) == a   # a few metres away: the same cell
 
 
+def test_police_uk_months_are_loaded_but_counted_in_no_trial_day(store, tmp_path):
+    lat, lon = fx.inside("H3")
+    path = tmp_path / "street.csv"
+    path.write_text("Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
+                    "Crime type,Last outcome category,Context\n"
+                    f"abc1,2026-01,Thames Valley Police,Thames Valley Police,{lon},{lat},On or near X,E01,Oxford 1,"
+                    "Robbery,Under investigation,\n"
+                    f",2026-01,Thames Valley Police,Thames Valley Police,{lon},{lat},On or near X,E01,Oxford 1,"
+                    "Anti-social behaviour,,\n")
+    loaded = load_crimes(store, path)
+    assert (loaded.format, loaded.loaded, loaded.in_hotspots) == ("police.uk", 2, 2)
+    from streams.crimefiles import read_harm_table
+
+    weight = read_harm_table().weight_of   # no harm column in police.uk files: the shipped table's weights
+    assert rows(store, "SELECT precision, category, harm_days FROM hotspot.crimes FINAL "
+                       "WHERE source = 'police.uk' ORDER BY category") == [
+        ("month", "Anti-social behaviour", weight("Anti-social behaviour")), ("month", "Robbery", weight("Robbery"))]
+    assert weight("Robbery") > 0
+    assert rows(store, "SELECT count() FROM hotspot.crimes_daily WHERE hotspot_id = 'H3' AND crimes > 1") == [(0,)]
+    r = build_report(store, "trial", D12, D13)
+    assert any("2 loaded crime records (police.uk) carry only their month" in n for n in r.notes)
+
+
 # ------------------------------------------------------------------------------------ the CLI
 def test_cli_reports_loads_and_exports_through_a_running_owner(store_env, tmp_path, cli_env):
     """With a process owning the embedded store (this one, as a worker does), the commands go through its query
