@@ -151,14 +151,21 @@ def main() -> int:
         total = 0.0
         for kind in ("dosage", "compliance", "trial"):
             t = time.perf_counter()
-            report = build_report(store, kind, first, last)
+            steps: list[tuple[str, float]] = []
+
+            def progress(text, steps=steps):
+                steps.append((text, time.perf_counter()))
+
+            report = build_report(store, kind, first, last, progress=progress)
             built = time.perf_counter() - t
+            marks = steps + [("", t + built)]
+            slowest = max((b[1] - a[1], a[0]) for a, b in zip(marks, marks[1:]))
             write_report(report, Path(tmp) / kind)
             took = time.perf_counter() - t
             total += took
             rows = sum(len(tb.rows) for tb in report.tables.values())
             print(f"{kind:10s} {took:6.1f} s (queries and figures {built:.1f} s, files {took - built:.1f} s), "
-                  f"{rows:,} table rows, {len(report.plots)} plots")
+                  f"{rows:,} table rows, {len(report.plots)} plots; slowest step {slowest[0]:.1f} s ({slowest[1]})")
         print(f"all three  {total:6.1f} s for {args.days} days x {args.officers:,} officers")
         client.close()
         gc.collect()
