@@ -49,7 +49,7 @@ def generate(client, days: int, officers: int, hotspots: int, seed: int) -> dict
     for d in range(days):
         treated[d, rng.permutation(hotspots)[: hotspots // 2]] = True
     alloc = [["BENCH", h, START + dt.timedelta(days=d), base + dt.timedelta(days=d),
-              base + dt.timedelta(days=d + 1), "treated" if treated[d, j] else "control", "", "crossover", seed]
+              base + dt.timedelta(days=d + 1), "treatment" if treated[d, j] else "control", "", "crossover", seed]
              for d in range(days) for j, h in enumerate(hs_ids)]
     client.insert("hotspot.allocations", alloc, column_names=["trial_id", "hotspot_id", "day", "starts_at", "ends_at",
                                                               "arm", "block", "design", "seed"])
@@ -73,7 +73,7 @@ def generate(client, days: int, officers: int, hotspots: int, seed: int) -> dict
     client.insert("hotspot.assignments", [
         [f"a{i}" for i in range(n_a)], [users[o] for o in a_off.tolist()], [devices[o] for o in a_off.tolist()],
         [hs_ids[h] for h in a_hs.tolist()], [dt.datetime.fromtimestamp(m / 1000, UTC) for m in a_ms.tolist()],
-        [START + dt.timedelta(days=d) for d in a_day.tolist()], ["treated"] * n_a],
+        [START + dt.timedelta(days=d) for d in a_day.tolist()], ["treatment"] * n_a],
         column_names=["assignment_id", "user", "device_id", "hotspot_id", "assigned_at", "trial_day", "arm"],
         column_oriented=True)
 

@@ -16,6 +16,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
+from processors.allocation import CONTROL, TREATMENT  # the arms `hotspot allocate` writes
 from reports.stats import t_interval
 from reports.store import Store, StoreError, Table, to_date
 
@@ -213,12 +214,16 @@ def _compliance(store: Store, a: dt.date, b: dt.date, progress, _trial) -> Repor
     worst = [r for r in teams.rows if r[8] is not None]
     worst_text = (f" The team that complied least was {worst[0][0]} ({_fmt(100 * float(worst[0][8]), 0)}% of "
                   f"{int(worst[0][5])} assignments).") if worst else ""
-    summary = (
-        f"From {a} to {b}, officers were given {n_assign} assignments to hot spots; they reached the hot spot on "
-        f"{n_visited} of them and stayed for the target time (usually 15 minutes, counted only while the "
-        f"assignment was open) on {n_complied} of the {n_target} that had a target, "
-        f"{_fmt(100 * share, 0)}%.{worst_text} Teams come from `hotspot teams load`; officers without one are "
-        "shown as (no team).")
+    if n_assign:
+        summary = (
+            f"From {a} to {b}, officers were given {n_assign} assignments to hot spots; they reached the hot spot "
+            f"on {n_visited} of them and stayed for the target time (usually 15 minutes, counted only while the "
+            f"assignment was open) on {n_complied} of the {n_target} that had a target, "
+            f"{_fmt(100 * share, 0)}%.{worst_text} Teams come from `hotspot teams load`; officers without one are "
+            "shown as (no team).")
+    else:
+        summary = (f"From {a} to {b} no assignments were recorded: officers were not directed to hot spots through "
+                   "the app, so there is no compliance to measure (presence is in the dosage report).")
     figures = {"assignments": n_assign, "visited": n_visited, "complied": n_complied, "with_target": n_target}
     return Report("compliance", a, b, summary, {"compliance_by_team": teams, "compliance_by_officer": officers,
                                                 "compliance_by_day": days}, plots, [], figures)
@@ -272,7 +277,7 @@ def _trial(store: Store, a: dt.date, b: dt.date, progress, trial_id) -> Report:
 
     rows = spot_days.dicts()
     days = sorted({to_date(r["trial_day"]) for r in rows})
-    arm_names = ("treated", "control")
+    arm_names = (TREATMENT, CONTROL)
 
     def values(day, arm, col):
         return [float(r[col]) for r in rows if to_date(r["trial_day"]) == day and r["arm"] == arm]
@@ -287,16 +292,16 @@ def _trial(store: Store, a: dt.date, b: dt.date, progress, trial_id) -> Report:
             means[arm] = (m, c)
             ci_rows.append([d, arm, m.n, round(m.mean, 3), round(m.low, 3), round(m.high, 3), round(u.mean, 3),
                             round(c.mean, 4), round(c.low, 4), round(c.high, 4)])
-        if means["treated"][0].n and means["control"][0].n:
-            diffs.append(means["treated"][0].mean - means["control"][0].mean)
-            diffs_crimes.append(means["treated"][1].mean - means["control"][1].mean)
+        if means[TREATMENT][0].n and means[CONTROL][0].n:
+            diffs.append(means[TREATMENT][0].mean - means[CONTROL][0].mean)
+            diffs_crimes.append(means[TREATMENT][1].mean - means[CONTROL][1].mean)
     ci_table = Table(["trial_day", "arm", "hotspots", "mean_minutes", "ci95_low", "ci95_high",
                       "mean_untasked_minutes", "mean_crimes", "crimes_ci95_low", "crimes_ci95_high"], ci_rows)
     diff = t_interval(diffs)
     diff_crimes = t_interval(diffs_crimes)
-    background = t_interval([float(r["untasked_minutes"]) for r in rows if r["arm"] == "control"])
-    treated_all = [float(r["dwell_minutes"]) for r in rows if r["arm"] == "treated"]
-    control_all = [float(r["dwell_minutes"]) for r in rows if r["arm"] == "control"]
+    background = t_interval([float(r["untasked_minutes"]) for r in rows if r["arm"] == CONTROL])
+    treated_all = [float(r["dwell_minutes"]) for r in rows if r["arm"] == TREATMENT]
+    control_all = [float(r["dwell_minutes"]) for r in rows if r["arm"] == CONTROL]
     progress("drawing plots")
     plots = [_plot_arms(ci_rows, "mean_minutes", "Treated vs control: minutes per hot spot per day",
                         "mean minutes of presence per hot spot (95% t interval)", "trial_arms_minutes.png",
@@ -313,8 +318,8 @@ def _trial(store: Store, a: dt.date, b: dt.date, progress, trial_id) -> Report:
                                 "Mean recorded crimes per hot spot in each arm per trial day, with 95% t intervals."))
         n_crimes = sum(int(r["crimes"]) for r in rows)
         crime_text = (f" {n_crimes} recorded crimes with a known day fell in the trial's hot spots; treated hot spots "
-                      f"had {_fmt(diff_crimes.mean, 2)} crimes per day more than control ones on average (95% interval "
-                      f"{_fmt(diff_crimes.low, 2)} to {_fmt(diff_crimes.high, 2)}). A window of a few days or weeks is not "
+                      f"had {_fmt(diff_crimes.mean, 2)} crimes per day more than control ones on average "
+                      f"({_interval(diff_crimes, 2)}). A window of a few days or weeks is not "
                       "an impact evaluation: crime counts per hot spot are small and noisy, and this is no test of "
                       "whether patrols reduce crime.")
         notes.append("Crime outcomes over a short window are not an impact evaluation: counts are small, "
@@ -329,7 +334,7 @@ def _trial(store: Store, a: dt.date, b: dt.date, progress, trial_id) -> Report:
         f"spots received {_fmt(sum(treated_all) / len(treated_all) if treated_all else math.nan)} minutes of "
         f"police presence per hot spot per day on average and control hot spots "
         f"{_fmt(sum(control_all) / len(control_all) if control_all else math.nan)}; the difference, averaged over "
-        f"trial days, is {_fmt(diff.mean)} minutes (95% interval {_fmt(diff.low)} to {_fmt(diff.high)}). "
+        f"trial days, is {_fmt(diff.mean)} minutes ({_interval(diff)}). "
         f"Background presence (officers not sent there) in control hot spots on control days was "
         f"{_fmt(background.mean)} minutes per hot spot per day.{crime_text}")
     figures = {"days": len(days), "mean_treated_minutes": sum(treated_all) / len(treated_all) if treated_all else math.nan,
@@ -340,18 +345,26 @@ def _trial(store: Store, a: dt.date, b: dt.date, progress, trial_id) -> Report:
                                            "trial_arms_ci": ci_table}, plots, notes, figures)
 
 
+def _interval(ci, digits: int = 1) -> str:
+    if ci.n < 2:
+        return f"{ci.n} trial day{'s' if ci.n != 1 else ''}: too few for an interval"
+    return f"95% interval {_fmt(ci.low, digits)} to {_fmt(ci.high, digits)}"
+
+
 def _plot_arms(ci_rows, column, title, ylabel, name, caption) -> Plot:
     fig = _figure()
     ax = fig.add_subplot()
     idx = {"mean_minutes": (3, 4, 5), "mean_crimes": (7, 8, 9)}[column]
     series = 0
-    for offset, (arm, colour) in enumerate((("treated", "tab:orange"), ("control", "tab:blue"))):
+    for offset, (arm, colour) in enumerate(((TREATMENT, "tab:orange"), (CONTROL, "tab:blue"))):
         pts = [r for r in ci_rows if r[1] == arm and r[2] > 0]
         if not pts:
             continue
         xs = [r[0] + dt.timedelta(hours=-3 + 6 * offset) for r in pts]  # side by side within a day
         ys = [r[idx[0]] for r in pts]
-        err = [[max(0.0, r[idx[0]] - r[idx[1]]) for r in pts], [max(0.0, r[idx[2]] - r[idx[0]]) for r in pts]]
+        # No bar where an arm had one hot spot that day (no interval).
+        err = [[0.0 if math.isnan(r[idx[1]]) else max(0.0, r[idx[0]] - r[idx[1]]) for r in pts],
+               [0.0 if math.isnan(r[idx[2]]) else max(0.0, r[idx[2]] - r[idx[0]]) for r in pts]]
         ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, color=colour, label=arm)
         series += 1
     ax.set_title(title)

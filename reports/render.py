@@ -20,7 +20,7 @@ def _csv_value(v):
     if v is None:
         return ""
     if isinstance(v, float):
-        return repr(round(v, 6))
+        return "" if v != v else repr(round(v, 6))  # NaN (no interval): empty
     return v
 
 

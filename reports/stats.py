@@ -27,8 +27,8 @@ class MeanCI:
 
 
 def t_interval(values, level: float = 0.95) -> MeanCI:
-    """Mean and two-sided Student t interval; with one value the interval is that value (no spread
-    to measure), with none everything is NaN."""
+    """Mean and two-sided Student t interval; with one value there is no spread to measure and the
+    bounds are NaN (no interval), with none everything is NaN."""
     from scipy import stats
 
     xs = [float(v) for v in values]
@@ -37,7 +37,7 @@ def t_interval(values, level: float = 0.95) -> MeanCI:
         return MeanCI(0, math.nan, math.nan, math.nan)
     mean = sum(xs) / n
     if n == 1:
-        return MeanCI(1, mean, mean, mean)
+        return MeanCI(1, mean, math.nan, math.nan)
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return MeanCI(n, mean, mean - half, mean + half)

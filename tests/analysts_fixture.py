@@ -35,8 +35,8 @@ HOTSPOTS = {  # id -> (lon0, lat0) of a ~111 m x ~70 m box near Oxford
 BOX_DEG = 0.001
 OFFICERS = {"alice": "dev-alice", "bob": "dev-bob", "carol": "dev-carol"}
 TEAMS_CSV = "user,team\nalice,Team A\nbob,Team B\n"
-ARMS = {DAY12: {"H1": "treated", "H2": "treated", "H3": "control", "H4": "control"},
-        DAY13: {"H1": "control", "H2": "control", "H3": "treated", "H4": "treated"}}
+ARMS = {DAY12: {"H1": "treatment", "H2": "treatment", "H3": "control", "H4": "control"},
+        DAY13: {"H1": "control", "H2": "control", "H3": "treatment", "H4": "treatment"}}
 
 
 def t(day: int, hh: int, mm: int = 0) -> dt.datetime:
@@ -67,10 +67,10 @@ VISITS = [
     ("v8", "dev-dave", "H2", t(13, 13, 0), None, 5, 0),
 ]
 ASSIGNMENTS = [
-    ("a1", "alice", "dev-alice", "H1", t(12, 9, 0), DAY12, "treated"),
-    ("a2", "alice", "dev-alice", "H2", t(12, 11, 0), DAY12, "treated"),
-    ("a3", "bob", "dev-bob", "H1", t(12, 10, 0), DAY12, "treated"),
-    ("a4", "carol", "dev-carol", "H3", t(13, 9, 0), DAY13, "treated"),
+    ("a1", "alice", "dev-alice", "H1", t(12, 9, 0), DAY12, "treatment"),
+    ("a2", "alice", "dev-alice", "H2", t(12, 11, 0), DAY12, "treatment"),
+    ("a3", "bob", "dev-bob", "H1", t(12, 10, 0), DAY12, "treatment"),
+    ("a4", "carol", "dev-carol", "H3", t(13, 9, 0), DAY13, "treatment"),
 ]
 CRIMES_CSV = (
     "occurred_at,lat,lon,category,harm\n"

@@ -90,9 +90,9 @@ def test_trial_arms_by_day(store):
                        "untasked_minutes, visits, hotspots_with_15_minutes FROM hotspot.trial_arms_daily "
                        "WHERE trial_id = 'T1' ORDER BY 1, 2") == [
         (D12, "control", 2, 6.0, 3.0, 0.0, 6.0, 1, 0),      # H3 6 + H4 0
-        (D12, "treated", 2, 52.0, 26.0, 52.0, 0.0, 4, 1),   # H1 42 + H2 10
+        (D12, "treatment", 2, 52.0, 26.0, 52.0, 0.0, 4, 1),   # H1 42 + H2 10
         (D13, "control", 2, 15.0, 7.5, 0.0, 15.0, 1, 0),    # H1 10 + H2 5, all background
-        (D13, "treated", 2, 19.0, 9.5, 16.0, 3.0, 2, 1),    # H3 16 + H4 3
+        (D13, "treatment", 2, 19.0, 9.5, 16.0, 3.0, 2, 1),    # H3 16 + H4 3
     ]
 
 
@@ -168,7 +168,7 @@ def test_trial_report_with_intervals_then_crime_outcomes(store, store_env, tmp_p
     assert plot.title == "Treated vs control: minutes per hot spot per day" and plot.series == 2
     ci = {(row[0], row[1]): row for row in r.tables["trial_arms_ci"].rows}
     # day 12 treated: H1 42, H2 10 -> mean 26, sd 22.627, half width 12.706 * 22.627 / sqrt(2) = 203.3
-    assert ci[(D12, "treated")][3:6] == [26.0, pytest.approx(-177.29, abs=0.01), pytest.approx(229.29, abs=0.01)]
+    assert ci[(D12, "treatment")][3:6] == [26.0, pytest.approx(-177.29, abs=0.01), pytest.approx(229.29, abs=0.01)]
 
     root, _, _ = store_env
     loaded = load_crimes(store, root / "crimes.csv")

@@ -15,7 +15,8 @@ def test_t_interval_of_a_small_sample():
     ci = t_interval([2, 4, 6])
     assert (ci.n, ci.mean) == (3, 4.0)
     assert ci.low == pytest.approx(4 - 4.9683, abs=1e-4) and ci.high == pytest.approx(4 + 4.9683, abs=1e-4)
-    assert t_interval([7.0]).low == t_interval([7.0]).high == 7.0   # one value: no spread to measure
+    one = t_interval([7.0])   # one value: no spread to measure, no interval
+    assert one.mean == 7.0 and math.isnan(one.low) and math.isnan(one.high)
     assert math.isnan(t_interval([]).mean)
 
 
