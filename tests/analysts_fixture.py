@@ -27,6 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from processors.allocation import CONTROL, TREATMENT  # the arms `hotspot allocate` writes
+
 UTC = dt.timezone.utc
 DAY12 = dt.date(2026, 1, 12)
 DAY13 = dt.date(2026, 1, 13)
@@ -35,8 +37,8 @@ HOTSPOTS = {  # id -> (lon0, lat0) of a ~111 m x ~70 m box near Oxford
 BOX_DEG = 0.001
 OFFICERS = {"alice": "dev-alice", "bob": "dev-bob", "carol": "dev-carol"}
 TEAMS_CSV = "user,team\nalice,Team A\nbob,Team B\n"
-ARMS = {DAY12: {"H1": "treatment", "H2": "treatment", "H3": "control", "H4": "control"},
-        DAY13: {"H1": "control", "H2": "control", "H3": "treatment", "H4": "treatment"}}
+ARMS = {DAY12: {"H1": TREATMENT, "H2": TREATMENT, "H3": CONTROL, "H4": CONTROL},
+        DAY13: {"H1": CONTROL, "H2": CONTROL, "H3": TREATMENT, "H4": TREATMENT}}
 
 
 def t(day: int, hh: int, mm: int = 0) -> dt.datetime:
@@ -67,10 +69,10 @@ VISITS = [
     ("v8", "dev-dave", "H2", t(13, 13, 0), None, 5, 0),
 ]
 ASSIGNMENTS = [
-    ("a1", "alice", "dev-alice", "H1", t(12, 9, 0), DAY12, "treatment"),
-    ("a2", "alice", "dev-alice", "H2", t(12, 11, 0), DAY12, "treatment"),
-    ("a3", "bob", "dev-bob", "H1", t(12, 10, 0), DAY12, "treatment"),
-    ("a4", "carol", "dev-carol", "H3", t(13, 9, 0), DAY13, "treatment"),
+    ("a1", "alice", "dev-alice", "H1", t(12, 9, 0), DAY12, TREATMENT),
+    ("a2", "alice", "dev-alice", "H2", t(12, 11, 0), DAY12, TREATMENT),
+    ("a3", "bob", "dev-bob", "H1", t(12, 10, 0), DAY12, TREATMENT),
+    ("a4", "carol", "dev-carol", "H3", t(13, 9, 0), DAY13, TREATMENT),
 ]
 CRIMES_CSV = (
     "occurred_at,lat,lon,category,harm\n"

@@ -230,6 +230,18 @@ def test_coarse_grid_cells_are_about_the_size_asked():
     assert coarsen_position(51.75002, -1.26002, 250.0) == a   # a few metres away: the same cell
 
 
+def test_reports_on_days_without_data_say_so(store, tmp_path):
+    quiet = dt.date(2026, 2, 1)
+    r = build_report(store, "compliance", quiet, quiet)
+    assert "no assignments were recorded" in r.summary
+    r = build_report(store, "dosage", quiet, quiet)
+    assert r.figures["dwell_minutes"] == 0 and r.figures["closed_visits"] == 0
+    write_report(r, tmp_path / "quiet")   # empty plots are still written
+    _png_ok(tmp_path / "quiet" / "visit_lengths.png")
+    with pytest.raises(Exception, match="no trial allocations"):
+        build_report(store, "trial", quiet, quiet)
+
+
 def test_police_uk_months_are_loaded_but_counted_in_no_trial_day(store, tmp_path):
     lat, lon = fx.inside("H3")
     path = tmp_path / "street.csv"
