@@ -279,8 +279,12 @@ def _trial(store: Store, a: dt.date, b: dt.date, progress, trial_id) -> Report:
     days = sorted({to_date(r["trial_day"]) for r in rows})
     arm_names = (TREATMENT, CONTROL)
 
+    grouped: dict[tuple[dt.date, str], list[dict]] = {}
+    for r in rows:
+        grouped.setdefault((to_date(r["trial_day"]), r["arm"]), []).append(r)
+
     def values(day, arm, col):
-        return [float(r[col]) for r in rows if to_date(r["trial_day"]) == day and r["arm"] == arm]
+        return [float(r[col]) for r in grouped.get((day, arm), ())]
 
     ci_rows, diffs, diffs_crimes = [], [], []
     for d in days:
