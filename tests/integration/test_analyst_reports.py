@@ -180,6 +180,9 @@ def test_trial_report_with_intervals_then_crime_outcomes(store, store_env, tmp_p
     assert rows(store, "SELECT count() FROM hotspot.crimes FINAL") == [(4,)]
     r = build_report(store, "trial", D12, D13)
     assert [p.name for p in r.plots] == ["trial_arms_minutes.png", "trial_arms_crimes.png"]
+    crimes_plot = r.plots[1]
+    assert crimes_plot.title == "Treated vs control: crimes per hot spot per day" and crimes_plot.series == 2
+    assert len(crimes_plot.figure.axes[0].containers) == 2   # one error-bar series per arm
     assert "not an impact evaluation" in r.summary
     # crimes per hot spot: day 12 treated (2 + 0) / 2 = 1 vs control 0; day 13 treated (1 + 0) / 2 = 0.5 vs 0
     assert "0.75 crimes per day more" in r.summary
