@@ -174,6 +174,12 @@ class Settings(BaseSettings):
         "Browser assets installed by `make setup` (`npm ci` in web/): Swagger UI and ReDoc for /docs and /redoc, "
         "served by the gateway itself so the API docs work without internet."))
 
+    # Analysts' exports (issue 16).
+    export_salt: SecretStr = Field(SecretStr(""), description=(
+        "Secret key of the pseudonyms in `hotspot export --pseudonymise` (never printed). Empty: a random salt "
+        "kept private in data_dir/export.salt, made on first use. Keep it to join exports over time; change it "
+        "to make new exports unlinkable to old ones."))
+
     @field_validator("clickhouse_dsn", mode="after")
     @classmethod
     def _known_engine(cls, v: str) -> str:
