@@ -118,8 +118,11 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
 
     def statements(self, **params) -> list[str]:
+        """The statements with `params` filled in; retention days not given are their settings' defaults."""
+        from sinks.retention import default_days
+
         text = "\n".join(line for line in self.sql.splitlines() if not line.lstrip().startswith("--"))
-        text = text.format(**params)
+        text = text.format(**{**default_days(), **params})
         return [s.strip() for s in re.split(r";\s*(?:\n|$)", text) if s.strip()]
 
 
@@ -153,10 +156,8 @@ def migrate(client: Client, db: str = "hotspot", pings_ttl_days: int = 90,
 
     `retention_days`: setting name -> days for the retention placeholders; the settings' defaults
     otherwise (the worker then applies its configured retention: sinks.retention)."""
-    from sinks.retention import default_days
-
     migrations = load_migrations() if migrations is None else migrations
-    params = {**default_days(), **(retention_days or {}), "pings_ttl_days": pings_ttl_days}
+    params = {**(retention_days or {}), "pings_ttl_days": pings_ttl_days}
     done = applied_versions(client, db)
     applied = []
     for mig in migrations:
