@@ -76,6 +76,12 @@ def current_ttls(client: Client, db: str) -> dict[str, str | None]:
     return out
 
 
+def _engines(client: Client, db: str) -> dict[str, str]:
+    rows = client.query("SELECT name, engine FROM system.tables WHERE database = {db:String}",
+                        parameters={"db": db}).result_rows
+    return dict(rows)
+
+
 def _column_types(client: Client, db: str) -> dict[tuple[str, str], str]:
     rows = client.query("SELECT table, name, type FROM system.columns WHERE database = {db:String}",
                         parameters={"db": db}).result_rows
@@ -90,6 +96,7 @@ def apply_retention(client: Client, db: str, days: dict[str, int]) -> list[tuple
     warning: its RETENTION line names the wrong column, and ClickHouse would refuse the TTL.
     """
     current = current_ttls(client, db)
+    engines = _engines(client, db)
     types = _column_types(client, db)
     changed = []
     for r in RETENTION:
@@ -99,6 +106,11 @@ def apply_retention(client: Client, db: str, days: dict[str, int]) -> list[tuple
             if r.optional:
                 continue
             raise RuntimeError(f"table {db}.{r.table} does not exist: its retention cannot be set")
+        if not engines[r.table].endswith("MergeTree"):
+            # e.g. a Distributed table over a cluster's shards: the TTL belongs on the shards' tables
+            log.warning("retention of %s.%s not applied: a %s table has no TTL of its own", db, r.table,
+                        engines[r.table])
+            continue
         col_type = types.get((r.table, r.time_column))
         if col_type is None or col_type.startswith("Nullable("):
             log.warning("retention of %s.%s not applied: column %s is %s, not a non-null date or time "

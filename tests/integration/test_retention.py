@@ -72,6 +72,20 @@ def test_a_table_made_by_a_later_migration_gets_its_retention_once_it_exists(sto
     assert current_ttls(store, "hotspot")["audit"] == ttl_expression("ts", 2000)
 
 
+def test_a_table_that_cannot_take_this_ttl_is_skipped_with_a_warning(store, caplog):
+    days = days_by_table(Settings.model_construct())
+    # a Distributed-like table with no TTL of its own, and a time column that may be NULL
+    store.command("CREATE TABLE hotspot.crimes (occurred_at DateTime, category String) ENGINE = Memory")
+    store.command("CREATE TABLE hotspot.audit (ts Nullable(DateTime64(3, 'UTC')), action String) "
+                  "ENGINE = MergeTree ORDER BY action")
+    with caplog.at_level("WARNING", logger="hotspot.retention"):
+        changed = apply_retention(store, "hotspot", days)
+    assert {t for t, _, _ in changed}.isdisjoint({"crimes", "audit"})
+    assert "hotspot.crimes not applied: a Memory table" in caplog.text
+    assert "hotspot.audit not applied: column ts is Nullable(DateTime64(3, 'UTC'))" in caplog.text
+    assert current_ttls(store, "hotspot")["audit"] is None
+
+
 def test_a_required_table_that_is_missing_is_an_error(store):
     store.command("DROP TABLE hotspot.activity")
     with pytest.raises(RuntimeError, match="hotspot.activity does not exist"):
