@@ -7,7 +7,8 @@ same SQL either way.
 
 Migrations are the files `sinks/migrations/NNNN_name.sql`, applied in order at
 start and recorded in `<db>.schema_migrations`. A file is a list of statements
-separated by lines ending in `;`; `{db}` and `{pings_ttl_days}` are filled in.
+separated by lines ending in `;`; `{db}`, `{pings_ttl_days}` and the other
+retention settings' days (`{visits_ttl_days}`, …: sinks/retention.py) are filled in.
 Every statement is written to be safe to run twice, so a crash between a
 statement and its record heals on the next start.
 """
@@ -117,8 +118,11 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()[:16]
 
     def statements(self, **params) -> list[str]:
+        """The statements with `params` filled in; retention days not given are their settings' defaults."""
+        from sinks.retention import default_days
+
         text = "\n".join(line for line in self.sql.splitlines() if not line.lstrip().startswith("--"))
-        text = text.format(**params)
+        text = text.format(**{**default_days(), **params})
         return [s.strip() for s in re.split(r";\s*(?:\n|$)", text) if s.strip()]
 
 
@@ -147,9 +151,13 @@ def applied_versions(client: Client, db: str) -> dict[int, str]:
 
 
 def migrate(client: Client, db: str = "hotspot", pings_ttl_days: int = 90,
-            migrations: list[Migration] | None = None) -> list[Migration]:
-    """Apply the migrations not yet recorded; return those applied now."""
+            migrations: list[Migration] | None = None, retention_days: dict[str, int] | None = None) -> list[Migration]:
+    """Apply the migrations not yet recorded; return those applied now.
+
+    `retention_days`: setting name -> days for the retention placeholders; the settings' defaults
+    otherwise (the worker then applies its configured retention: sinks.retention)."""
     migrations = load_migrations() if migrations is None else migrations
+    params = {**(retention_days or {}), "pings_ttl_days": pings_ttl_days}
     done = applied_versions(client, db)
     applied = []
     for mig in migrations:
@@ -159,7 +167,7 @@ def migrate(client: Client, db: str = "hotspot", pings_ttl_days: int = 90,
                 # so the edit would silently not take place. Refuse loudly.
                 raise RuntimeError(f"migration {mig.version:04d}_{mig.name} changed after it was applied; add a new migration instead")
             continue
-        for stmt in mig.statements(db=db, pings_ttl_days=pings_ttl_days):
+        for stmt in mig.statements(db=db, **params):
             client.command(stmt)
         client.insert(f"{db}.schema_migrations", [[mig.version, mig.name, mig.checksum, int(time.time() * 1000)]],
                       column_names=["version", "name", "checksum", "applied_at"])

@@ -282,12 +282,14 @@ class JoinedStore:
 
     def _take_over(self, lock):
         from sinks.clickhouse import migrate
+        from sinks.retention import apply_retention_settings
         from sinks.query_server import serve_readonly_queries
 
         s = self.settings
         log.warning("the owner of %s is gone: this worker (pid %d) owns the store now", s.effective_clickhouse_dsn,
                     os.getpid())
         migrate(make_client(s.effective_clickhouse_dsn), s.clickhouse_database, s.pings_ttl_days)
+        apply_retention_settings(s)  # as the first owner did at its start (issue 16)
         queries = serve_readonly_queries(s.effective_clickhouse_dsn, s.data_dir, s.clickhouse_database)
         inserts = serve_inserts(s.effective_clickhouse_dsn, s.data_dir, s.clickhouse_database)
         return lock, queries, inserts

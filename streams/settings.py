@@ -103,7 +103,23 @@ class Settings(BaseSettings):
     sql_max_execution_time_s: float = Field(30.0, gt=0, description="Longest an analyst's query (`hotspot sql`) may run.")
     sql_max_memory_bytes: int = Field(1 << 30, ge=1 << 20, description="Most memory one analyst's query may use.")
     sql_max_result_rows: int = Field(100_000, ge=1, description="Most rows an analyst's query may return (more: an error).")
-    pings_ttl_days: int = Field(90, ge=1, description="Retention of raw pings in ClickHouse.")
+    pings_ttl_days: int = Field(90, ge=1, le=18_250, description="Retention of raw pings in ClickHouse.")
+    # --- retention of the other tables (issue 16; sinks/retention.py applies them as TTLs at start) --
+    # Raw pings (above, also pings_rejected) are the most revealing and expire first. What is made of
+    # them is kept long enough for a trial (6-12 months), its evaluation and write-up; the audit trail
+    # outlives what it audits. Days counted from each row's own time column (sinks/retention.py).
+    # At most 18,250 (50 years): a TTL is a DateTime, which ends in 2106, and a row's time plus more
+    # days than that wraps round to 1970, so the row would be deleted at once.
+    visits_ttl_days: int = Field(730, ge=1, le=18_250, description="Retention of visits: two years covers a trial and its evaluation.")
+    stops_ttl_days: int = Field(730, ge=1, le=18_250, description="Retention of stops (positions inside hot spots), as visits.")
+    mode_segments_ttl_days: int = Field(730, ge=1, le=18_250, description="Retention of travel-mode segments, as visits.")
+    assignments_ttl_days: int = Field(730, ge=1, le=18_250, description="Retention of assignments (trial arms, compliance), as visits.")
+    activity_ttl_days: int = Field(730, ge=1, le=18_250, description="Retention of officers' activity log, as visits.")
+    audit_ttl_days: int = Field(2190, ge=1, le=18_250, description=(
+        "Retention of the audit trail: six years, the limitation period for a civil claim in England and Wales, "
+        "so a complaint about who viewed locations can still be checked."))
+    crimes_ttl_days: int = Field(1095, ge=1, le=18_250, description=(
+        "Retention of loaded crime records: three years, a year to build hot spots from and the baselines before a trial."))
 
     # --- Kafka ---------------------------------------------------------------
     kafka_bootstrap: str = Field("", description="host:port list of an existing cluster. Empty: the local broker is used (and started by `hotspot run`).")

@@ -43,6 +43,7 @@ def create_app(settings: Settings, metrics_url: str | None = None, joined=None) 
     """`metrics_url`: where this process serves /metrics, said in the log once logging is set up.
     `joined`: a sinks.shared_store.JoinedStore when another worker owns the embedded store."""
     from sinks.clickhouse import is_embedded
+    from sinks.retention import apply_retention_settings
     from streams.pipeline import LivePipeline
 
     app = WorkerApp(
@@ -59,6 +60,8 @@ def create_app(settings: Settings, metrics_url: str | None = None, joined=None) 
         datadir=str(settings.data_dir / "faust"),
     )
     pipeline = LivePipeline(settings, client_factory=joined, joined_store=joined is not None)
+    if joined is None:  # the store is open and migrated: its TTLs follow the retention settings (issue 16)
+        apply_retention_settings(settings)
     if joined is None and is_embedded(settings.effective_clickhouse_dsn):
         # The owner of an embedded store writes for the workers that join it (sinks.shared_store).
         from sinks.shared_store import serve_inserts
@@ -172,7 +175,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             joined = JoinedStore(settings, lock_path)
     metrics_url = None
     if settings.worker_metrics_port:
-        from sinks.metrics import serve_metrics
+        from sinks.health import serve_metrics_and_health as serve_metrics  # /metrics and /healthz
 
         try:
             served = serve_metrics(settings.worker_metrics_port, host=settings.http_host)

@@ -21,6 +21,10 @@ from sinks.writer import ClickHouseWriter, RetryPolicy, SinkBackpressure, SinkRe
 from tests.conftest import free_port, wait_until
 
 FAST_RETRY = RetryPolicy(initial_delay_s=0.01, max_delay_s=0.05)
+# Some tests write events of November 2023 (t = 1_700_000_000_000), older than the default retention of
+# visits, stops and modes (730 days, sinks/retention.py): the store keeps them for these tests.
+KEEP_2023 = {setting: 3_650 for setting in ("visits_ttl_days", "stops_ttl_days", "mode_segments_ttl_days",
+                                            "assignments_ttl_days", "activity_ttl_days")}
 
 
 class Store:
@@ -31,7 +35,7 @@ class Store:
         self.dsn = f"chdb://{path}"
         self.db = "hotspot"
         self.admin = make_client(self.dsn)
-        migrate(self.admin, self.db)
+        migrate(self.admin, self.db, retention_days=KEEP_2023)
         self._writers: list[ClickHouseWriter] = []
         self._clients = []
 
@@ -165,7 +169,7 @@ def test_due_when_the_batch_is_full_or_old(store):
     clock = [100.0]
     w = store.writer(max_rows=3, max_age_s=0.5, clock=lambda: clock[0])
     assert not w.due()
-    row = {"stop_id": "s", "device_id": "d", "hotspot_id": "h", "started_at": 0, "ended_at": None,
+    row = {"stop_id": "s", "device_id": "d", "hotspot_id": "h", "started_at": now_ms(), "ended_at": None,
            "duration_s": 0.0, "lat": 0.0, "lon": 0.0, "version": 0}
     w.add("stops", row)
     assert not w.due(100.4)
@@ -211,7 +215,7 @@ def test_an_unreachable_server_gives_backpressure_after_the_attempt_limit_and_ke
     port = free_port()  # nothing listens there
     w = ClickHouseWriter(f"http://default:secret@127.0.0.1:{port}", "hotspot", name="test-down",
                          retry=RetryPolicy(initial_delay_s=0.01, max_delay_s=0.02, max_attempts=3))
-    w.add("stops", {"stop_id": "s1", "device_id": "d", "hotspot_id": "h", "started_at": 0, "ended_at": None,
+    w.add("stops", {"stop_id": "s1", "device_id": "d", "hotspot_id": "h", "started_at": now_ms(), "ended_at": None,
                     "duration_s": 0.0, "lat": 0.0, "lon": 0.0, "version": 0})
     with pytest.raises(SinkBackpressure) as err:
         w.flush()
@@ -283,7 +287,7 @@ def test_flush_async_keeps_the_event_loop_running_while_inserts_fail(store):
     flaky = store.flaky()
     flaky.up.clear()
     w = ClickHouseWriter(database=store.db, client_factory=lambda: flaky, retry=FAST_RETRY)
-    w.add("stops", {"stop_id": "s1", "device_id": "d", "hotspot_id": "h", "started_at": 0, "ended_at": None,
+    w.add("stops", {"stop_id": "s1", "device_id": "d", "hotspot_id": "h", "started_at": now_ms(), "ended_at": None,
                     "duration_s": 0.0, "lat": 0.0, "lon": 0.0, "version": 0})
 
     async def scenario():
@@ -304,7 +308,7 @@ def test_rows_added_during_a_flush_wait_for_the_next_flush(store):
     flaky = store.flaky()
     flaky.up.clear()
     w = ClickHouseWriter(database=store.db, client_factory=lambda: flaky, retry=FAST_RETRY)
-    row = {"stop_id": "s1", "device_id": "d", "hotspot_id": "h", "started_at": 0, "ended_at": None,
+    row = {"stop_id": "s1", "device_id": "d", "hotspot_id": "h", "started_at": now_ms(), "ended_at": None,  # within the TTL
            "duration_s": 0.0, "lat": 0.0, "lon": 0.0, "version": 0}
     w.add("stops", row)
     done = []
