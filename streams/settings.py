@@ -174,6 +174,25 @@ class Settings(BaseSettings):
         "Browser assets installed by `make setup` (`npm ci` in web/): Swagger UI and ReDoc for /docs and /redoc, "
         "served by the gateway itself so the API docs work without internet."))
 
+    # --- issue 15: control room (/control, /v1/live; gateway/live.py) ---
+    map_tile_attribution: str = Field("", description=(
+        "Attribution shown under the control room's basemap (the tile source's licence text); used with map_tile_url."))
+    live_ring_size: int = Field(50_000, ge=100, description=(
+        "Events one gateway keeps for clients resuming with Last-Event-ID; an older id gets a fresh snapshot."))
+    live_position_interval_s: float = Field(1.0, ge=0, description=(
+        "Fewest seconds between two positions of one device on /v1/live (an in/out change is sent at once)."))
+    live_signal_lost_s: float = Field(300.0, gt=0, description=(
+        "An on-duty device silent this long is shown as signal lost on /v1/live."))
+    live_ping_lookback_s: float = Field(900.0, ge=0, description=(
+        "How far back a starting gateway reads `pings` for officers' last positions."))
+    live_duty_lookback_s: float = Field(86_400.0, ge=0, description=(
+        "How far back a starting gateway reads `activity` and `assignments` for duty state and assignments."))
+    live_day_timezone: str = Field("Europe/London", description=(
+        "Time zone of the patrol day (06:00-05:59 local) behind the control room's 'today'."))
+    control_teams: dict[str, list[str]] = Field(default_factory=dict, description=(
+        'Teams for the control room\'s filter: {"Team": ["app-pc1*", "pc-12-phone"]}, device-id patterns '
+        "(shell wildcards); devices matching none are in no team."))
+
     @field_validator("clickhouse_dsn", mode="after")
     @classmethod
     def _known_engine(cls, v: str) -> str:
