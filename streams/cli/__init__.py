@@ -24,6 +24,7 @@ COMMANDS = [
     "report",
     "devices",
     "sql",
+    "audit",
     "config",
 ]
 

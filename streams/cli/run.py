@@ -199,6 +199,8 @@ def _run(args) -> int:
             _wait_for(gateway, lambda: _http_ok(f"{base}/healthz"), 60, f"waiting for {base}/healthz")
             print(f"gateway    {base}  (devices: POST /v1/pings, /v1/owntracks, /v1/osmand; API docs {base}/docs)",
                   flush=True)
+            from streams.cli.controlroom import control_room_lines  # issue 15
+            print(*control_room_lines(s, base), sep="\n", flush=True)
 
         if args.simulate > 0:
             sim = Child("simulation", ["simulate", "--live", "--officers", str(args.simulate), "--seed", str(args.seed),
