@@ -287,6 +287,8 @@ def create_app(settings=None, *, config: GatewayConfig | None = None, producer: 
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    from gateway import live  # issue 15: the control room (/control, /v1/live) and its own Kafka consumer
+    live.install(app, settings, state, follow=producer is None)
     return app
 
 

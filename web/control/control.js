@@ -7,7 +7,7 @@
 (function () {
   const config = JSON.parse(document.body.dataset.config || "{}");
   const room = window.controlRoom = {
-    hotspots: {}, officers: {}, ticker: [], seqs: [], instance: null, lastEventId: null,
+    hotspots: {}, officers: {}, ticker: [], seqs: [], instance: null, lastEventId: null, firstTs: {},
     snapshots: 0, connects: 0, shownAt: {}, filters: {team: "", hotspot: ""},
   };
   const TICKER_MAX = 300;
@@ -95,6 +95,7 @@
     const known = room.officers[o.device_id];
     const merged = Object.assign(known || {}, o);
     if (o.ts_ms) merged.seenMs = Date.now();  // age_s was the fix's age when the server sent it
+    if (o.ts_ms && !(o.device_id in room.firstTs)) room.firstTs[o.device_id] = o.ts_ms;
     room.officers[o.device_id] = merged;
     if (!merged.marker) {
       merged.marker = L.circleMarker([o.lat, o.lon], officerStyle(merged));
