@@ -221,7 +221,10 @@
     room.connects += 1;
     source.addEventListener("open", () => setStatus("live", "live"));
     source.addEventListener("snapshot", onSnapshot);
-    source.addEventListener("position", handler("position", upsertOfficer));
+    source.addEventListener("position", handler("position", d => {
+      upsertOfficer(d);
+      if (room.lags) room.lags.push(Date.now() - d.received_ms);  // set by bench/control_room.py to measure
+    }));
     source.addEventListener("officer_off", handler("officer_off", d => removeOfficer(d.device_id)));
     source.addEventListener("patrol", handler("patrol", d => {
       const o = room.officers[d.device_id];
