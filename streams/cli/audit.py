@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--since", default="24h", type=_duration_s, metavar="DURATION",
                    help="how far back: 90s, 30m, 24h, 7d (default 24h)")
     p.add_argument("--user", help="only this user")
-    p.add_argument("--action", help="only this action (signin, signin_failed, live_view, path_view, ...)")
+    p.add_argument("--action", help="only this action (signin_ok, signin_failed, signout, live_view, path_view, ...)")
     p.add_argument("--limit", type=int, default=1000, help="most rows shown (default 1000)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
     p.set_defaults(handler=_audit)
