@@ -241,7 +241,8 @@ class LiveHub:
                     officer.hotspot_id = officer.visit_entered_ms = None
         if not emit:
             return
-        data = {"event_id": event["event_id"], "type": kind, "device_id": device_id, "hotspot_id": hotspot_id,
+        user = device_id[len(APP_DEVICE_PREFIX):] if device_id.startswith(APP_DEVICE_PREFIX) else None
+        data = {"event_id": event["event_id"], "type": kind, "device_id": device_id, "user": user, "hotspot_id": hotspot_id,
                 "hotspot_name": self.hotspots.get(hotspot_id or "", {}).get("name"), "ts_ms": event["ts_ms"],
                 "emitted_ms": event.get("emitted_ms"), "team": self.team_of(device_id)}
         if visit:

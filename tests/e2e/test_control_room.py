@@ -311,7 +311,10 @@ def test_supervisor_sees_the_officer_enter_and_leave_and_the_feed_resumes_after_
         page.reload()
         wait_until(lambda: room(page, "r.snapshots") >= 1, 60, "the page after reload")
         expect(page.locator(".tiles-note")).to_be_visible(timeout=30_000)
-        expect(page.locator("path.leaflet-interactive").first).to_be_visible()  # the hot spot still drawn
+        expect(page.locator(".leaflet-overlay-pane canvas")).to_be_visible()  # polygons and markers: one canvas
+        wait_until(lambda: room(page, "!!r.hotspots['HS-MARKET'].layer && "
+                                      "r.map.getBounds().intersects(r.hotspots['HS-MARKET'].layer.getBounds())"),
+                   30, "the hot spot drawn in view without tiles")
         page.screenshot(path=str(ARTIFACTS / "control_tiles_unreachable_1280x800.png"))
 
         # Going off duty takes the officer off the map at once.

@@ -16,6 +16,9 @@
   const map = L.map("map", {preferCanvas: true, zoomControl: true, attributionControl: true});
   map.setView([51.5, -0.12], 13);
   L.control.scale({imperial: false}).addTo(map);
+  const legend = L.control({position: "bottomright"});
+  legend.onAdd = () => document.getElementById("legend");
+  legend.addTo(map);
   map.attributionControl.setPrefix(false);
   if (config.tileUrl) {
     const tiles = L.tileLayer(config.tileUrl, {attribution: config.attribution || "", maxZoom: 19});
@@ -200,7 +203,8 @@
     if (!fitted && snap.hotspots.length) {
       const bounds = L.latLngBounds([]);
       Object.values(room.hotspots).forEach(h => h.layer && bounds.extend(h.layer.getBounds()));
-      if (bounds.isValid()) { map.fitBounds(bounds.pad(0.1)); fitted = true; }
+      // maxZoom: a single small hot spot should still show the streets around it
+      if (bounds.isValid()) { map.fitBounds(bounds.pad(0.2), {maxZoom: 16}); fitted = true; }
     }
     renderTicker(); renderOfficers();
   }
@@ -309,7 +313,7 @@
     Object.values(room.hotspots).forEach(h => h.layer && h.layer.setStyle(hotspotStyle(h)));
     Object.values(room.officers).forEach(o => upsertOfficer({device_id: o.device_id}));
     const h = room.hotspots[room.filters.hotspot];
-    if (h && h.layer) map.fitBounds(h.layer.getBounds().pad(0.5));
+    if (h && h.layer) map.fitBounds(h.layer.getBounds().pad(0.5), {maxZoom: 17});
     renderTicker(); renderOfficers();
   }
   document.getElementById("team-filter").addEventListener("change", applyFilters);
@@ -326,7 +330,8 @@
   function minutes(s) { if (s == null) return "?"; const m = Math.floor(s / 60), r = Math.round(s % 60); return m ? `${m} min ${r} s` : `${r} s`; }
   function clock(ms) { return new Date(ms).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit"}); }
   function ageText(o) {
-    const age = Math.max(0, (Date.now() - o.seenMs) / 1000 + (o.age_s || 0));
+    const since = o.seenMs ? (Date.now() - o.seenMs) / 1000 : 0;
+    const age = Math.max(0, since + (o.age_s || 0));
     return age < 90 ? `${Math.round(age)} s ago` : `${Math.round(age / 60)} min ago`;
   }
   function esc(s) { return String(s ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c])); }
