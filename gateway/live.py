@@ -167,6 +167,7 @@ class LiveFollower:
                 for record in records:
                     # Before the end offsets of the start the record is history: state only, no event.
                     self._apply(tp.topic, record, now, record.offset >= end.get(tp, 0))
+            self.hub.flush()  # before any await: a waiting client must not find a spent wake-up still set
             if catching_up:
                 for tp in list(catching_up):
                     if await consumer.position(tp) >= catching_up[tp]:

@@ -7,7 +7,7 @@
 (function () {
   const config = JSON.parse(document.body.dataset.config || "{}");
   const room = window.controlRoom = {
-    hotspots: {}, officers: {}, ticker: [], seqs: [], instance: null, lastEventId: null, firstTs: {},
+    hotspots: {}, officers: {}, ticker: [], seqs: [], instance: null, lastEventId: null, firstTs: {}, insideAt: {},
     snapshots: 0, connects: 0, shownAt: {}, filters: {team: "", hotspot: ""},
   };
   const TICKER_MAX = 300;
@@ -232,6 +232,7 @@
     source.addEventListener("officer_off", handler("officer_off", d => removeOfficer(d.device_id)));
     source.addEventListener("patrol", handler("patrol", d => {
       const o = room.officers[d.device_id];
+      if (d.type === "visit_started") room.insideAt[d.device_id] = Date.now();  // for the tests' timings
       if (o && d.type === "visit_started") upsertOfficer({device_id: d.device_id, hotspot_id: d.hotspot_id});
       if (o && d.type === "visit_ended" && o.hotspot_id === d.hotspot_id) upsertOfficer({device_id: d.device_id, hotspot_id: null});
     }));
