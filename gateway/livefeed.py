@@ -41,6 +41,8 @@ DUTY_ON_KINDS = frozenset({"duty_on", "on_duty"})  # contract.md says duty_on/du
 DUTY_OFF_KINDS = frozenset({"duty_off", "off_duty"})
 # Mode from the device's speed, with the worker's thresholds (processors/config.py) and their hysteresis band.
 STATIONARY_MAX_MPS = 0.3
+TICKER_KINDS = frozenset({"patrol", "assignment", "activity", "signal_lost", "officer_off"})
+RECENT_MAX = 100  # ticker items a snapshot carries, so a page opened now is not blank until the next event
 
 
 @dataclass
@@ -84,6 +86,7 @@ class LiveHub:
         self.instance = instance or secrets.token_hex(4)
         self.seq = 0
         self.ring: deque[tuple[int, bytes]] = deque(maxlen=ring_size)
+        self.recent: deque[dict] = deque(maxlen=RECENT_MAX)
         self.position_interval_ms = int(position_interval_s * 1000)
         self.signal_lost_ms = int(signal_lost_s * 1000)
         self.foot_max_mps, self.vehicle_min_mps = foot_max_mps, vehicle_min_mps
@@ -112,6 +115,8 @@ class LiveHub:
         self.ring.append((self.seq, b"id: %s.%d\nevent: %s\ndata: %s\n\n" % (self.instance.encode(), self.seq,
                                                                               kind.encode(), body)))
         self.counts["events"] += 1
+        if kind in TICKER_KINDS:
+            self.recent.append({"kind": kind, "data": data})
         self._wake.set()
 
     def resume_seq(self, last_event_id: str | None) -> int | None:
@@ -351,7 +356,7 @@ class LiveHub:
 
     def snapshot(self, now_ms: int) -> dict[str, Any]:
         return {"id": self.event_id(), "now_ms": now_ms, "day": self.day.isoformat() if self.day else None,
-                "teams": sorted(self.teams),
+                "teams": sorted(self.teams), "recent": list(self.recent),
                 "hotspots": [self.hotspot_view(h, now_ms, geometry=True) for h in sorted(self.hotspots)],
                 # on_duty is checked again: the privacy rule holds even if a caller mutated the table
                 "officers": [o.view(now_ms, self.team_of(o.device_id)) for o in self.officers.values()

@@ -143,6 +143,8 @@ def test_visits_drive_inside_state_and_todays_minutes_with_dwell_in_the_ticker()
     assert ended[0]["dwell_s"] == 420.0 and ended[0]["hotspot_name"] == "Market"
     dosage = [e[2] for e in all_events(hub) if e[1] == "dosage"]
     assert dosage[-1]["minutes_today"] == 7.0 and dosage[-1]["target_minutes"] == 15.0
+    recent = hub.snapshot(T0 + 500_000)["recent"]  # the ticker of a page opened now
+    assert [(r["kind"], r["data"].get("type")) for r in recent] == [("patrol", "visit_started"), ("patrol", "visit_ended")]
     detail = hub.hotspot_detail("H1", T0 + 500_000)
     assert [v["dwell_s"] for v in detail["visits"]] == [420.0] and detail["briefing"] == "b"
     # the same visit_ended again (a replayed event) does not count twice

@@ -198,6 +198,7 @@
     for (const team of snap.teams || []) addOption("team-filter", team, team);
     snap.hotspots.forEach(upsertHotspot);
     snap.officers.forEach(upsertOfficer);
+    if (!room.ticker.length) (snap.recent || []).forEach(item => addTicker(item.kind, item.data));
     remember(e);
     room.snapshotSeq = lastSeq;
     if (!fitted && snap.hotspots.length) {
