@@ -87,6 +87,7 @@ KNOWN_ROUTES = frozenset({"/v1/pings", "/v1/owntracks", "/v1/osmand", "/healthz"
                           # issue 14
                           "/v1/session", "/v1/duty", "/v1/directions", "/v1/hotspots/nearby", "/v1/me/status",
                           "/v1/activity", "/v1/activity/categories"})
+KNOWN_ROUTES |= {"/v1/live", "/control", "/control/signin"}  # issue 15: the control room
 
 # Swagger UI and ReDoc come from web/node_modules (`npm ci` in `make setup`), never a CDN: a police network
 # often has no internet, and FastAPI's default pages would then be blank.
