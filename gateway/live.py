@@ -306,10 +306,10 @@ async def hotspot_today(hotspot_id: str, request: Request, user: SupervisorUser)
 async def officer_today(device_id: str, request: Request, user: SupervisorUser) -> Response:
     hub: LiveHub = request.app.state.live_hub
     officer = hub.officers.get(device_id)
-    if officer is None or not hub.on_duty(device_id):
-        raise ApiError(404, "not_found", "no officer on duty with this device", field="device_id")
     now = _now_ms()
-    since_ms = int(request.app.state.live_follower.day_start_ms(now))
+    since_ms = hub.path_since_ms(device_id, int(request.app.state.live_follower.day_start_ms(now)))
+    if officer is None or since_ms is None:
+        raise ApiError(404, "not_found", "no officer on duty with this device", field="device_id")
     path, problem = await asyncio.to_thread(_path_today, device_id, since_ms)
     await _audit(request, user, "path_view", device_id, {"since_ms": since_ms, "points": len(path)})
     body = {"officer": officer.view(now, hub.team_of(device_id)), "assignment": officer.assignment,

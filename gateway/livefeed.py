@@ -99,6 +99,7 @@ class LiveHub:
         self.arms: dict[tuple[str, str], str] = {}  # (hotspot_id, YYYY-MM-DD) -> arm
         self.officers: dict[str, Officer] = {}  # on duty, with a position
         self.explicit_duty: dict[str, bool] = {}  # device_id -> last duty_on/duty_off
+        self.duty_since_ms: dict[str, int] = {}  # device_id -> time of its last duty_on
         self.assignments: dict[str, dict] = {}  # device_id -> latest assignment
         self.today: dict[str, HotspotDay] = {}
         self._wake = asyncio.Event()
@@ -165,6 +166,13 @@ class LiveHub:
         if explicit is not None:
             return explicit
         return not device_id.startswith(APP_DEVICE_PREFIX)  # trackers: on duty while sending
+
+    def path_since_ms(self, device_id: str, day_start_ms: int) -> int | None:
+        """Where an officer's path shown today may begin: the later of the day's start and the start of the
+        current duty (fixes from before it, off duty, are never shown); None while off duty."""
+        if not self.on_duty(device_id):
+            return None
+        return max(day_start_ms, self.duty_since_ms.get(device_id, day_start_ms))
 
     def team_of(self, device_id: str) -> str | None:
         if device_id not in self._team_cache:
@@ -276,6 +284,7 @@ class LiveHub:
         kind = record["kind"]
         if kind in DUTY_ON_KINDS:
             self.explicit_duty[device_id] = True
+            self.duty_since_ms[device_id] = record["ts_ms"]
         elif kind in DUTY_OFF_KINDS:
             self.explicit_duty[device_id] = False
             gone = self.officers.pop(device_id, None)

@@ -276,6 +276,9 @@ def test_supervisor_sees_the_officer_enter_and_leave_and_the_feed_resumes_after_
         # Click the officer: current assignment and today's path (an audited view).
         page.locator(f'#officers tr[data-device="{device}"]').click()
         expect(page.locator("#detail .path")).to_contain_text("Path today", timeout=30_000)
+        path = page.evaluate(f"async () => (await (await fetch('/v1/live/officers/{device}')).json()).path")
+        assert path, "today's path is empty"
+        assert officer.accepted[0]["ts_ms"] not in {p[0] for p in path}, "the path shows a fix from off duty"
 
         # Out again, and far enough for long enough to end the visit.
         leave = [(lat0 + 0.0006 + i * 0.00012, lon0) for i in range(10)]

@@ -191,3 +191,16 @@ def test_waiting_clients_are_woken_by_an_event():
         assert await hub.wait(0.01) is False  # flushed: the next wait waits for the next event
 
     asyncio.run(scenario())
+
+
+def test_the_path_shown_starts_at_the_current_duty_never_before():
+    hub = LiveHub(instance="i", position_interval_s=0)
+    day_start = T0 - 3_600_000
+    assert hub.path_since_ms("app-alice", day_start) is None  # never on duty
+    hub.on_activity(activity("alice", "duty_on", T0), now_ms=T0)
+    assert hub.path_since_ms("app-alice", day_start) == T0  # not the fixes of the morning, off duty
+    hub.on_activity(activity("alice", "duty_off", T0 + 1000, 1), now_ms=T0 + 1000)
+    assert hub.path_since_ms("app-alice", day_start) is None
+    hub.on_activity(activity("alice", "duty_on", T0 + 5000, 2), now_ms=T0 + 5000)
+    assert hub.path_since_ms("app-alice", day_start) == T0 + 5000
+    assert hub.path_since_ms("sim-0001", day_start) == day_start  # a tracker: on duty while it sends
