@@ -232,6 +232,7 @@ class LiveHub:
                 officer.mode = event["mode"]["mode"]
             return  # a mode segment is the map's marker style, not a ticker item
         visit = event.get("visit")
+        on_duty = self.on_duty(device_id)
         if kind in ("visit_started", "visit_ended") and visit and hotspot_id:
             counts_today = self._roll_day(visit["entered_ms"]) if kind == "visit_started" else \
                 self._roll_day(visit.get("exited_ms") or event["ts_ms"])
@@ -239,12 +240,12 @@ class LiveHub:
             if kind == "visit_started":
                 if day is not None:
                     day.visits.setdefault(visit["visit_id"], {"device_id": device_id, "entered_ms": visit["entered_ms"],
-                                                              "exited_ms": None, "dwell_s": None})
+                                                              "exited_ms": None, "dwell_s": None, "on_duty": on_duty})
                 if officer is not None:
                     officer.hotspot_id, officer.visit_entered_ms = hotspot_id, visit["entered_ms"]
             else:
                 if day is not None:
-                    row = day.visits.setdefault(visit["visit_id"], {"device_id": device_id,
+                    row = day.visits.setdefault(visit["visit_id"], {"device_id": device_id, "on_duty": on_duty,
                                                                     "entered_ms": visit["entered_ms"]})
                     if row.get("exited_ms") is None:
                         day.closed_s += visit.get("dwell_s") or 0.0
@@ -254,6 +255,10 @@ class LiveHub:
                     officer.hotspot_id = officer.visit_entered_ms = None
         if not emit:
             return
+        if hotspot_id and kind in ("visit_started", "visit_ended"):
+            self._emit("dosage", self.hotspot_view(hotspot_id, now_ms))
+        if not on_duty:
+            return  # the minutes count (dosage is anonymous); who was where, off duty, is never sent
         user = device_id[len(APP_DEVICE_PREFIX):] if device_id.startswith(APP_DEVICE_PREFIX) else None
         data = {"event_id": event["event_id"], "type": kind, "device_id": device_id, "user": user, "hotspot_id": hotspot_id,
                 "hotspot_name": self.hotspots.get(hotspot_id or "", {}).get("name"), "ts_ms": event["ts_ms"],
@@ -265,8 +270,6 @@ class LiveHub:
             stop = event["stop"]
             data.update(stop_id=stop["stop_id"], duration_s=stop.get("duration_s"), lat=stop["lat"], lon=stop["lon"])
         self._emit("patrol", data)
-        if hotspot_id and kind in ("visit_started", "visit_ended"):
-            self._emit("dosage", self.hotspot_view(hotspot_id, now_ms))
 
     def on_assignment(self, record: dict, now_ms: int, emit: bool = True) -> None:
         device_id = record.get("device_id") or APP_DEVICE_PREFIX + record["user"]
@@ -347,7 +350,7 @@ class LiveHub:
                 "minutes_today": self.minutes_today(hotspot_id, now_ms), "arm": self.arm_today(hotspot_id),
                 "visits_today": len(day.visits) if day else 0,
                 "inside": sorted(v["device_id"] for v in (day.visits.values() if day else ())
-                                 if v.get("exited_ms") is None)}
+                                 if v.get("exited_ms") is None and v.get("on_duty") and self.on_duty(v["device_id"]))}
         if geometry:
             view["geometry"] = _geometry(h)
             view["briefing"] = h.get("briefing")
@@ -359,8 +362,10 @@ class LiveHub:
         view = self.hotspot_view(hotspot_id, now_ms)
         view["briefing"] = self.hotspots[hotspot_id].get("briefing")
         day = self.today.get(hotspot_id)
-        view["visits"] = sorted((dict(v, visit_id=k) for k, v in (day.visits.items() if day else ())),
-                                key=lambda v: v["entered_ms"])
+        # Visits made off duty count in the minutes but are listed without who or when.
+        rows = day.visits.items() if day else ()
+        view["visits"] = sorted((dict(v, visit_id=k) for k, v in rows if v.get("on_duty")), key=lambda v: v["entered_ms"])
+        view["visits_off_duty"] = sum(1 for _, v in rows if not v.get("on_duty"))
         return view
 
     def snapshot(self, now_ms: int) -> dict[str, Any]:

@@ -204,3 +204,16 @@ def test_the_path_shown_starts_at_the_current_duty_never_before():
     hub.on_activity(activity("alice", "duty_on", T0 + 5000, 2), now_ms=T0 + 5000)
     assert hub.path_since_ms("app-alice", day_start) == T0 + 5000
     assert hub.path_since_ms("sim-0001", day_start) == day_start  # a tracker: on duty while it sends
+
+
+def test_visits_made_off_duty_count_in_the_minutes_but_never_say_who_or_where():
+    hub = LiveHub(instance="i", position_interval_s=0)
+    hub.on_hotspot("H1", {"id": "H1", "name": "Market", "target_minutes": 15.0, "geometry_geojson": "{}"}, now_ms=T0)
+    hub.on_patrol_event(visit_event("visit_started", "app-bob", "H1", T0), now_ms=T0 + 30_000)  # bob off duty
+    hub.on_patrol_event(visit_event("visit_ended", "app-bob", "H1", T0, T0 + 300_000, 300.0), now_ms=T0 + 360_000)
+    assert hub.minutes_today("H1", T0 + 360_000) == 5.0
+    sent = all_events(hub)
+    assert [kind for _, kind, _ in sent] == ["hotspot", "dosage", "dosage"]  # no patrol event about bob
+    assert all("app-bob" not in json for json in (orjson.dumps(d).decode() for _, _, d in sent))
+    detail = hub.hotspot_detail("H1", T0 + 360_000)
+    assert detail["visits"] == [] and detail["visits_off_duty"] == 1

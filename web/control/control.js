@@ -276,7 +276,8 @@
         `${v.dwell_s != null ? ", " + minutes(v.dwell_s) : ""}</li>`).join("") || "<li>none yet</li>";
       detail(`<h3>${esc(h.name || h.id)}</h3><p data-minutes="${h.minutes_today}">${h.minutes_today.toFixed(1)} of ` +
              `${h.target_minutes ?? "?"} min today${h.arm ? " · " + esc(h.arm) : ""}</p><pre>${esc(h.briefing || "")}</pre>` +
-             `<h4>Visits today</h4><ul class="visits">${visits}</ul>`);
+             `<h4>Visits today</h4><ul class="visits">${visits}</ul>` +
+             (h.visits_off_duty ? `<p>and ${h.visits_off_duty} by officers off duty (counted, not shown)</p>` : ""));
     } catch (err) { detail(`<p>Could not load the hot spot (${esc(err.message)})</p>`); }
   }
 
