@@ -183,6 +183,26 @@ class Settings(BaseSettings):
     gateway_owntracks_held_max_per_device: int = Field(20_000, ge=1, description="OwnTracks pings over the rate held on disk per device.")
     gateway_owntracks_held_max_total: int = Field(1_000_000, ge=1, description="OwnTracks pings held on disk over all devices.")
     gateway_owntracks_park_s: float = Field(60.0, ge=0, description="How long an OwnTracks request past the held limits waits unanswered for room.")
+    # --- officer app: sessions, directions, activity (issue 14) ---------------------------------
+    environment: Literal["development", "production"] = Field("development", description=(
+        "development: an empty or placeholder secret_key is replaced by a random key kept 0600 in the data "
+        "directory; production: the gateway refuses to start without a real secret_key (32+ characters)."))
+    session_ttl_s: float = Field(12 * 3600, gt=0, description="How long a sign-in lasts (a shift and some).")
+    session_refresh_s: float = Field(1.0, ge=0, description="How soon a sign-out or revocation elsewhere takes effect.")
+    signin_burst: int = Field(10, ge=1, description="Failed sign-ins one address may make before it gets 429.")
+    signin_per_s: float = Field(0.1, gt=0, description="Failed sign-ins per second an address earns back.")
+    directions_max_distance_m: float = Field(3000.0, gt=0, description="Hot spots farther than this are not offered.")
+    directions_daily_cap: int = Field(6, ge=1, description="Assignments per hot spot and trial day before it drops out.")
+    directions_default_target_minutes: float = Field(15.0, gt=0, description="Target of a hot spot without its own.")
+    directions_distance_scale_m: float = Field(1000.0, gt=0, description=(
+        "Distance weighting: a hot spot this far away weighs half as much as one at the officer's feet."))
+    dosage_cache_s: float = Field(10.0, ge=0, description="How long the gateway reuses today's dosage read from ClickHouse.")
+    activity_categories: dict[str, str] = Field(default_factory=lambda: {
+        "stop_account": "Stop and account", "community": "Community engagement", "search": "Search",
+        "arrest": "Arrest", "intelligence": "Intelligence submitted", "other": "Other"}, description=(
+        "Activity log categories, id -> label (HOTSPOT_ACTIVITY_CATEGORIES as JSON, or an [activity_categories] table)."))
+    idempotency_ttl_s: float = Field(24 * 3600, gt=0, description="How long a repeated Idempotency-Key gets the first answer.")
+
     map_tile_url: str = Field("", description=(
         "XYZ tile source for the basemap of `hotspot hotspots build --preview`, e.g. a force's own tile server "
         "https://tiles.example/{z}/{x}/{y}.png (respect the source's usage policy); empty: no basemap."))
@@ -195,6 +215,24 @@ class Settings(BaseSettings):
         "Secret key of the pseudonyms in `hotspot export --pseudonymise` (never printed). Empty: a random salt "
         "kept private in data_dir/export.salt, made on first use. Keep it to join exports over time; change it "
         "to make new exports unlinkable to old ones."))
+    # --- issue 15: control room (/control, /v1/live; gateway/live.py) ---
+    map_tile_attribution: str = Field("", description=(
+        "Attribution shown under the control room's basemap (the tile source's licence text); used with map_tile_url."))
+    live_ring_size: int = Field(50_000, ge=100, description=(
+        "Events one gateway keeps for clients resuming with Last-Event-ID; an older id gets a fresh snapshot."))
+    live_position_interval_s: float = Field(1.0, ge=0, description=(
+        "Fewest seconds between two positions of one device on /v1/live (an in/out change is sent at once)."))
+    live_signal_lost_s: float = Field(300.0, gt=0, description=(
+        "An on-duty device silent this long is shown as signal lost on /v1/live."))
+    live_ping_lookback_s: float = Field(900.0, ge=0, description=(
+        "How far back a starting gateway reads `pings` for officers' last positions."))
+    live_duty_lookback_s: float = Field(86_400.0, ge=0, description=(
+        "How far back a starting gateway reads `activity` and `assignments` for duty state and assignments."))
+    live_day_timezone: str = Field("Europe/London", description=(
+        "Time zone of the patrol day (06:00-05:59 local) behind the control room's 'today'."))
+    control_teams: dict[str, list[str]] = Field(default_factory=dict, description=(
+        'Teams for the control room\'s filter: {"Team": ["app-pc1*", "pc-12-phone"]}, device-id patterns '
+        "(shell wildcards); devices matching none are in no team."))
 
     @field_validator("clickhouse_dsn", mode="after")
     @classmethod

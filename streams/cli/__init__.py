@@ -20,6 +20,7 @@ COMMANDS = [
     "allocate",
     "replay",
     "simulate",
+    "tasked",
     "pings",
     "report",
     "crimes",
@@ -27,6 +28,7 @@ COMMANDS = [
     "export",
     "devices",
     "sql",
+    "audit",
     "config",
 ]
 
