@@ -204,8 +204,8 @@ class Item:
 
 def load_simulation(sim_dir: Path) -> tuple[list, list[int], int]:
     """(pings in delivery order, their delivery times, shift start) from `hotspot simulate` output."""
-    from streams.replayfiles import BadRow, read_file
-    from streams.simfiles import parse_ts_ms
+    from formats.replayfiles import BadRow, read_file
+    from simulation.files import parse_ts_ms
 
     pings = [p for p in read_file(sim_dir / "pings.csv") if not isinstance(p, BadRow)]
     delivered: list[int] = []
@@ -268,7 +268,7 @@ def start_at(items: list[Item], base_ms: int) -> None:
 
 async def preload(bootstrap: str, items: list[Item]) -> float:
     from schemas.codec import Codec
-    from streams.kafka import make_producer
+    from core.kafka import make_producer
 
     codec = Codec("Ping")
     producer = make_producer(bootstrap, linger_ms=20)
@@ -417,8 +417,8 @@ async def run(args, procs: Processes, data_dir: Path, bootstrap: str, metrics_po
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.structs import TopicPartition
 
-    from streams.kafka import ensure_topics
-    from streams.settings import Settings
+    from core.kafka import ensure_topics
+    from core.settings import Settings
 
     settings = Settings()
     dsn = settings.effective_clickhouse_dsn
@@ -594,7 +594,7 @@ async def run(args, procs: Processes, data_dir: Path, bootstrap: str, metrics_po
 
 async def latency_phase(args, procs, data_dir, dsn, bootstrap, metrics_port, items: list[Item], results: dict) -> None:
     from schemas.codec import Codec
-    from streams.kafka import make_producer
+    from core.kafka import make_producer
 
     codec = Codec("Ping")
     producer = make_producer(bootstrap)  # as the gateway's: acks=all, idempotent, linger 5 ms

@@ -1,7 +1,7 @@
 """Pings to Kafka, acknowledged only once Kafka has them, with the spool as the fallback.
 
 Owns the gateway's delivery promise. `send` returns only after the producer's
-futures resolved (acks=all, idempotent producer from `streams.kafka`), or
+futures resolved (acks=all, idempotent producer from `core.kafka`), or
 raises `KafkaUnavailable`; the HTTP layer answers 503 and the client retries.
 `send_or_spool` is for clients that take any reply as delivery (OwnTracks):
 what Kafka cannot take in time is fsync'd into the spool first, and a

@@ -264,7 +264,7 @@ def serve_readonly_queries(dsn: str, data_dir: str | os.PathLike[str], database:
     `limits`: per query; default the `sql_max_*` settings in force.
     """
     if limits is None:
-        from streams.settings import get_settings
+        from core.settings import get_settings
 
         limits = ReadonlyLimits.from_settings(get_settings())
     control = make_client(dsn)

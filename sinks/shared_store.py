@@ -2,7 +2,7 @@
 
 chDB lets one process open a store path. With several workers in one group
 on one machine, the first one owns the store (it holds `<store>.lock`, see
-streams.datadir) and serves inserts to the others, which join with
+core.datadir) and serves inserts to the others, which join with
 `HOTSPOT_WORKER_JOIN_STORE=true`: their ClickHouse writer gets a
 `RemoteStore` client instead of a chDB one. The owner runs each insert on its
 own client, exactly as a local insert (Arrow batches as they are, other rows
@@ -265,7 +265,7 @@ class JoinedStore:
         self.owned = None  # (lock, query server, insert server) once this process took the store over
 
     def __call__(self):
-        from streams.datadir import Locked, RoleLock
+        from core.datadir import Locked, RoleLock
 
         s = self.settings
         if self.owned is None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import Codec
-from streams.kafka import ensure_topics, make_consumer, make_producer
+from core.kafka import ensure_topics, make_consumer, make_producer
 
 TOPIC = "hotspots"
 log = logging.getLogger(__name__)

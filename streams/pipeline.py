@@ -27,7 +27,7 @@ worker skip them. Nothing is lost and nothing is counted twice; events on
 Held pings. The processors hold each live ping for at most `reorder_hold_s`
 of arrival time (processors.reorder), so that a ping overtaken in the network
 can still be put back in order. Arrival is the time the broker appended the
-ping to `pings` (the topic stamps LogAppendTime, streams.kafka.ARRIVAL_CLOCK),
+ping to `pings` (the topic stamps LogAppendTime, core.kafka.ARRIVAL_CLOCK),
 which never decreases along a partition. Every turn of the loop (at least
 every batch window) releases what has served its hold, on each partition's
 arrival clock: the newest arrival handled from the partition, or, once a fresh
@@ -62,14 +62,14 @@ from processors.model import IMPLIED_SPEED, TIME_JUMP, Ping
 from processors.reorder import hold_expired
 from processors.visits import OPEN
 from schemas.codec import Codec, CodecError
-from sinks import metrics, rows as table_rows
+from sinks import metrics
 from sinks.clickhouse import is_embedded, make_client, migrate
 from sinks.query_server import serve_readonly_queries
 from sinks.writer import ClickHouseWriter, RetryPolicy, is_permanent
-from streams import rows
+from formats import records as rows
 from streams.hotspotfeed import CompactedFeed, HotspotFeed
-from streams.kafka import make_consumer, make_producer
-from streams.settings import Settings
+from core.kafka import make_consumer, make_producer
+from core.settings import Settings
 from streams.statestore import DeviceStates
 
 log = logging.getLogger("hotspot.worker")
@@ -176,9 +176,9 @@ class LivePipeline:
     async def _hotspots_changed(self, current: dict[str, dict], retired: dict[str, int]) -> None:
         self.index = await asyncio.to_thread(HotspotIndex.from_hotspots, rows.hotspots_for_index(current))
         for record in current.values():
-            self.writer.add("hotspots", table_rows.hotspot_row(record))
+            self.writer.add("hotspots", rows.hotspot_row(record))
         for hid, retired_ms in retired.items():
-            self.writer.add("hotspots", table_rows.retired_hotspot_row(hid, retired_ms))
+            self.writer.add("hotspots", rows.retired_hotspot_row(hid, retired_ms))
         await self.writer.flush_async()
         log.info("hot-spot index rebuilt: %d active hot spots", len(current))
 
@@ -190,7 +190,7 @@ class LivePipeline:
         async def changed(current: dict[str, dict], _retired: dict[str, int]) -> None:
             new = [r for k, r in current.items() if written.get(k) != r]
             for r in new:
-                self.writer.add("allocations", table_rows.allocation_row(r))
+                self.writer.add("allocations", rows.allocation_row(r))
             if new:
                 await self.writer.flush_async()
                 written.update({k: current[k] for k in current})
@@ -293,7 +293,7 @@ class LivePipeline:
             arrived = record["received_ms"]
             if arrived:  # None or 0: no arrival time (a backfill of history), event time alone orders it
                 if msg.timestamp_type == LOG_APPEND_TIME:
-                    # Arrival is when Kafka appended the ping (see streams.kafka.ARRIVAL_CLOCK).
+                    # Arrival is when Kafka appended the ping (see core.kafka.ARRIVAL_CLOCK).
                     record["received_ms"] = arrived = msg.timestamp
                 if arrived > clock.get(partition, 0):
                     clock[partition] = arrived
@@ -499,7 +499,7 @@ class LivePipeline:
         states = self.store.states
         changed = [st for d in self.store.dirty if (st := states.get(d)) is not None]
         for v in open_visits(changed):
-            self.writer.add("visits", table_rows.visit_progress_row(v))
+            self.writer.add("visits", rows.visit_progress_row(v))
 
     def _update_gauges(self, dirty) -> None:
         states = self.store.states
@@ -595,7 +595,7 @@ class LivePipeline:
             # One Arrow batch for the pings: no Python object per row (pings held over from an
             # earlier batch have no record here and are written as ping_record(ping), whose
             # source the Ping carries).
-            w.add_arrow("pings", table_rows.ping_rows_arrow([record_of.get(id(a.ping)) or a.ping for a in accepted],
+            w.add_arrow("pings", rows.ping_rows_arrow([record_of.get(id(a.ping)) or a.ping for a in accepted],
                                                             [a.hotspot_ids for a in accepted],
                                                             [a.low_accuracy for a in accepted]))
         for r in result.rejected:
@@ -606,11 +606,11 @@ class LivePipeline:
             # the device shares.
             reject_id = (source_of.get(id(r.ping)) if r.reason not in (IMPLIED_SPEED, TIME_JUMP) else None) \
                 or f"{r.ping.device_id}/{r.ping.ts_ms}/{r.reason}"
-            w.add("pings_rejected", table_rows.rejected_row(rec, reject_id))
+            w.add("pings_rejected", rows.rejected_row(rec, reject_id))
         for reject_id, rec in undecodable:
-            w.add("pings_rejected", table_rows.rejected_row(rec, reject_id))
+            w.add("pings_rejected", rows.rejected_row(rec, reject_id))
         for e in result.events:
-            table, row = table_rows.patrol_event_row(rows.event_record(e))
+            table, row = rows.patrol_event_row(rows.event_record(e))
             w.add(table, row)
 
     def _queue_publish(self, result: BatchResult, record_of: dict, undecodable: list[dict]) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from processors.device import DeviceState
-from streams.kafka import make_consumer
+from core.kafka import make_consumer
 
 log = logging.getLogger("hotspot.worker")
 

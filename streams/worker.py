@@ -19,8 +19,8 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
-from streams.kafka import KafkaSecurity
-from streams.settings import Settings
+from core.kafka import KafkaSecurity
+from core.settings import Settings
 from streams.statestore import CHANGELOG_TOPIC, pack_state, unpack_state  # noqa: F401  (the changelog's value layout)
 
 log = logging.getLogger("hotspot.worker")
@@ -96,7 +96,7 @@ def create_app(settings: Settings, metrics_url: str | None = None, joined=None) 
 
 async def prepare_topics(settings: Settings) -> None:
     """Create the data topics and the state changelog; refuse a changelog that does not match `pings`."""
-    from streams.kafka import TOPICS, TopicSpec, describe_topics, ensure_topics
+    from core.kafka import TOPICS, TopicSpec, describe_topics, ensure_topics
 
     await ensure_topics(settings.bootstrap_servers, settings.partitions,
                         (*TOPICS, TopicSpec(CHANGELOG_TOPIC, compacted=True)))
@@ -145,7 +145,7 @@ class MetricsPortBusy(Exception):
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Block running the worker until SIGINT/SIGTERM.
 
-    Raises streams.datadir.Locked when another worker owns the embedded store,
+    Raises core.datadir.Locked when another worker owns the embedded store,
     and MetricsPortBusy when the metrics port is taken, before touching either.
     """
     import asyncio as _asyncio
@@ -153,7 +153,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     from faust.worker import Worker
 
-    from streams.datadir import Locked, RoleLock, private_dir
+    from core.datadir import Locked, RoleLock, private_dir
 
     private_dir(settings.data_dir)
     # Another hotspot worker owning the store is a refusal, not an outage to wait out: its lock

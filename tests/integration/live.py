@@ -138,7 +138,7 @@ def export_arrived(bootstrap: str, out: Path, expected: int) -> Path:
     """The `pings` topic as a replay file, in the order each partition holds it, each ping with its arrival.
 
     Arrival (`received_at`) is the broker's append time, the clock the live worker's
-    reorder hold runs on (streams.kafka.ARRIVAL_CLOCK). Replaying this file is
+    reorder hold runs on (core.kafka.ARRIVAL_CLOCK). Replaying this file is
     replaying exactly what the worker was given, as it was given: whether a sender
     stalled, or a machine was busy, is in the data, so the comparison with the live
     tables does not depend on how fast anything ran.
@@ -148,7 +148,7 @@ def export_arrived(bootstrap: str, out: Path, expected: int) -> Path:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from schemas.codec import Codec
-    from streams.kafka import describe_topics
+    from core.kafka import describe_topics
 
     async def read() -> list:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,

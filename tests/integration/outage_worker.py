@@ -17,7 +17,7 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from sinks.clickhouse import make_client
 from streams.pipeline import LivePipeline
-from streams.settings import get_settings
+from core.settings import get_settings
 from streams.worker import prepare_topics
 
 log = logging.getLogger("hotspot.worker")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from streams.cli import COMMANDS
+from cli import COMMANDS
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import shapely
 
-from processors.simulation import (
+from simulation.simulate import (
     ACCURACY_TO_SIGMA, FOOT, STATIONARY, VEHICLE, SimConfig, Simulation, hotspots_from_features, scenario_config,
 )
-from streams.cli import main
-from streams.simfiles import iso_local, parse_ts_ms, read_truth, write_simulation
+from cli import main
+from simulation.files import iso_local, parse_ts_ms, read_truth, write_simulation
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,8 @@ def _replay(args) -> int:
     from pathlib import Path
 
     from processors.config import ProcessingConfig
-    from streams.cli import CommandError
-    from streams.replayfiles import ReplayFileError, load_hotspots, replay
+    from cli import CommandError
+    from formats.replayfiles import ReplayFileError, load_hotspots, replay
 
     paths = [Path(p) for p in args.pings]
     for p in paths + [Path(args.hotspots)]:
@@ -52,7 +52,7 @@ def _replay(args) -> int:
         raise CommandError("--batch-size must be at least 1")
     from dataclasses import replace
 
-    from streams.settings import get_settings
+    from core.settings import get_settings
 
     try:
         # The worker's settings first (HOTSPOT_PROCESSING or [processing]), then --param on top,

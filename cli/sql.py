@@ -36,8 +36,8 @@ def run_readonly(query: str):
     """
     from sinks.clickhouse import StoreBusy, StoreMissing, embedded_path, is_embedded
     from sinks.sql_guard import QueryFailed, QueryNotAllowed, ReadonlyLimits, run_readonly_query
-    from streams.cli import CommandError
-    from streams.settings import get_settings
+    from cli import CommandError
+    from core.settings import get_settings
 
     s = get_settings()
     limits = ReadonlyLimits.from_settings(s)
@@ -76,7 +76,7 @@ def _owner_running(s) -> bool:
 def _via_owner(query: str, s, busy: Exception):
     """The embedded store is owned by a running process: ask that process (sinks/query_server.py)."""
     from sinks.query_server import OwnerUnavailable, QueryRefused, query_owner
-    from streams.cli import CommandError
+    from cli import CommandError
 
     try:
         # The owner stops the query at its own sql_max_execution_time_s; wait a little longer than that.

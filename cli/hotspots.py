@@ -127,8 +127,8 @@ def _build(args) -> int:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from processors.hotspots import NO_TIME_OF_DAY, BuildOptions, HarmTableError, build_hotspots
-    from streams.cli import CommandError
-    from streams.crimefiles import CrimeFileError, read_crime_files, read_harm_table, read_mask, write_geojson
+    from cli import CommandError
+    from formats.crimes import CrimeFileError, read_crime_files, read_harm_table, read_mask, write_geojson
 
     try:
         ZoneInfo(args.tz)
@@ -214,7 +214,7 @@ def _check_metric_crs(epsg: int) -> None:
     from pyproj import CRS
     from pyproj.exceptions import CRSError
 
-    from streams.cli import CommandError
+    from cli import CommandError
 
     try:
         crs = CRS.from_epsg(epsg)
@@ -276,9 +276,9 @@ def print_summary(build, rows: int = 25, out=None) -> None:
 
 
 def draw_preview(build, path: str, max_points: int = 200_000):
-    """The preview PNG (streams.hotspotmap), over basemap tiles when HOTSPOT_MAP_TILE_URL is set."""
-    from streams.hotspotmap import draw_preview as draw
-    from streams.settings import get_settings
+    """The preview PNG (formats.preview_map), over basemap tiles when HOTSPOT_MAP_TILE_URL is set."""
+    from formats.preview_map import draw_preview as draw
+    from core.settings import get_settings
 
     return draw(build, path, tile_url=get_settings().map_tile_url, max_points=max_points)
 
@@ -322,9 +322,9 @@ def _publish(args) -> int:
     import json
     import time
 
-    from streams.cli import CommandError
+    from cli import CommandError
     from streams.hotspotfeed import publish, records_from_geojson
-    from streams.settings import get_settings
+    from core.settings import get_settings
 
     try:
         doc = json.loads(args.file.read_text())
@@ -348,7 +348,7 @@ def _list(args) -> int:
     from datetime import datetime, timezone
 
     from streams.hotspotfeed import read_all
-    from streams.settings import get_settings
+    from core.settings import get_settings
 
     current = asyncio.run(read_all(get_settings().bootstrap_servers))
     if args.json:
@@ -368,9 +368,9 @@ def _list(args) -> int:
 def _retire(args) -> int:
     import asyncio
 
-    from streams.cli import CommandError
+    from cli import CommandError
     from streams.hotspotfeed import read_all, retire
-    from streams.settings import get_settings
+    from core.settings import get_settings
 
     bootstrap = get_settings().bootstrap_servers
     current = asyncio.run(read_all(bootstrap))

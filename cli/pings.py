@@ -58,9 +58,9 @@ BACKFILL_EXTRA = {"backfill": "true"}
 def _send(args) -> int:
     import asyncio
 
-    from streams.cli import CommandError
-    from streams.replayfiles import ReplayFileError
-    from streams.settings import get_settings
+    from cli import CommandError
+    from formats.replayfiles import ReplayFileError
+    from core.settings import get_settings
 
     for f in args.files:
         if not f.is_file():
@@ -82,7 +82,7 @@ def _send(args) -> int:
 
 def count_stale(files: list[Path], device: str | None, max_age_s: float, now_ms: int) -> tuple[int, int]:
     """(pings older than `max_age_s` before `now_ms`, readable pings) over the files."""
-    from streams.replayfiles import read_blocks
+    from formats.replayfiles import read_blocks
 
     cutoff_ms = now_ms - max_age_s * 1000.0
     stale = total = 0
@@ -97,7 +97,7 @@ def _check_staleness(files: list[Path], device: str | None, max_age_s: float) ->
     import sys
     import time
 
-    from streams.cli import CommandError
+    from cli import CommandError
 
     stale, total = count_stale(files, device, max_age_s, int(time.time() * 1000))
     if not stale:
@@ -125,10 +125,10 @@ async def send_files(bootstrap: str, files: list[Path], rate: float = 0.0, devic
     from tqdm import tqdm
 
     from schemas.codec import Codec
-    from streams.kafka import ensure_topics, make_producer
-    from streams.replayfiles import BadRow, read_file
-    from streams.rows import ping_record
-    from streams.settings import get_settings
+    from core.kafka import ensure_topics, make_producer
+    from formats.replayfiles import BadRow, read_file
+    from formats.records import ping_record
+    from core.settings import get_settings
 
     await ensure_topics(bootstrap, get_settings().partitions)
     codec = Codec("Ping")

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from streams.kafka import KafkaSecurity
-from streams.settings import REPO_ROOT, Settings
+from core.kafka import KafkaSecurity
+from core.settings import REPO_ROOT, Settings
 
 INFRA_KAFKA = REPO_ROOT / "infra" / "kafka"
 POM = INFRA_KAFKA / "pom.xml"
@@ -315,7 +315,7 @@ class LocalBroker:
                 raise BrokerError(f"port {port} on 127.0.0.1 is in use; choose others with --port/--controller-port")
         jars = ensure_jars(self.jars_root, log=log)
         classpath = str(jars / "*")
-        from streams.datadir import private_dir
+        from core.datadir import private_dir
 
         private_dir(self.dir)
         self._check_formatted_security()
@@ -339,7 +339,7 @@ class LocalBroker:
         return proc.pid
 
     async def _wait_ready(self, proc: subprocess.Popen, timeout_s: float) -> None:
-        from streams.kafka import wait_for_metadata
+        from core.kafka import wait_for_metadata
 
         waiter = asyncio.ensure_future(wait_for_metadata(self.bootstrap, timeout_s, self.security))
         try:
@@ -398,7 +398,7 @@ class LocalBroker:
         pid = self.pid()
         topics = None
         if pid is not None:
-            from streams.kafka import describe_topics
+            from core.kafka import describe_topics
 
             topics = asyncio.run(describe_topics(self.bootstrap, self.security))
         return BrokerStatus(pid is not None, pid, self.bootstrap, kafka_version(), self.dir, topics)

@@ -36,9 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def broker_from_args(args) -> "LocalBroker":  # noqa: F821
-    from streams.broker import BrokerError, LocalBroker
-    from streams.cli import CommandError
-    from streams.settings import get_settings
+    from core.broker import BrokerError, LocalBroker
+    from cli import CommandError
+    from core.settings import get_settings
 
     s = get_settings()
     try:
@@ -57,8 +57,8 @@ def broker_from_args(args) -> "LocalBroker":  # noqa: F821
 
 
 def _start(args) -> int:
-    from streams.broker import BrokerError
-    from streams.cli import CommandError
+    from core.broker import BrokerError
+    from cli import CommandError
 
     b = broker_from_args(args)
     t0 = time.monotonic()

@@ -73,9 +73,9 @@ def _simulate(args) -> int:
     if args.live or args.via == "kafka":
         return _simulate_live(args)
 
-    from processors.simulation import PROFILES, SCENARIOS, Simulation, scenario_config
-    from streams.cli import CommandError
-    from streams.simfiles import parse_ts_ms, write_simulation
+    from simulation.simulate import PROFILES, SCENARIOS, Simulation, scenario_config
+    from cli import CommandError
+    from simulation.files import parse_ts_ms, write_simulation
 
     if args.scenario not in SCENARIOS:
         raise CommandError(f"unknown --scenario {args.scenario!r}; choose one of {', '.join(SCENARIOS)}")
@@ -147,9 +147,9 @@ def _simulate_live(args) -> int:
     import asyncio
     import signal
 
-    from streams.cli import CommandError
-    from streams.livesim import run_live
-    from streams.settings import get_settings
+    from cli import CommandError
+    from simulation.live import run_live
+    from core.settings import get_settings
 
     if not 1 <= args.officers <= 10_000:
         raise CommandError("--officers must be between 1 and 10000")
@@ -174,11 +174,11 @@ def _simulate_via_gateway(args) -> int:
     import asyncio
     import signal
 
-    from streams.cli import CommandError
-    from streams.gatewaysim import PROTOCOLS, assign_protocols, register_devices, run_via_gateway
-    from streams.livesim import plan, run_prefix
-    from streams.settings import get_settings
-    from streams.simfiles import parse_ts_ms
+    from cli import CommandError
+    from simulation.via_gateway import PROTOCOLS, assign_protocols, register_devices, run_via_gateway
+    from simulation.live import plan, run_prefix
+    from core.settings import get_settings
+    from simulation.files import parse_ts_ms
 
     if not 1 <= args.officers <= 10_000:
         raise CommandError("--officers must be between 1 and 10000")
@@ -244,7 +244,7 @@ def _simulate_via_gateway(args) -> int:
 def verdicts(device_ids: list[str]) -> tuple[int, dict[str, int]]:
     """What the worker did with these devices' pings: (accepted, {reason: rejected}), from ClickHouse
     through `hotspot sql`'s reader (the worker's query server when it owns the embedded store)."""
-    from streams.cli.sql import run_readonly
+    from cli.sql import run_readonly
 
     ids = ", ".join("'" + d.replace("\\", "").replace("'", "") + "'" for d in device_ids)
     _, rows = run_readonly(f"SELECT count() FROM hotspot.pings FINAL WHERE device_id IN ({ids})")
@@ -257,7 +257,7 @@ def verdicts(device_ids: list[str]) -> tuple[int, dict[str, int]]:
 def _report_verdicts(device_ids: list[str], acknowledged: int, settle_s: float) -> None:
     """The gateway's acknowledgement says a ping reached Kafka, not that the worker took it: read back the verdict.
     The wait also ends once the counts stop growing for 10 s (a ping still held, or a worker that is down)."""
-    from streams.cli import CommandError
+    from cli import CommandError
 
     deadline = time.monotonic() + settle_s
     last, still_since = None, time.monotonic()
@@ -282,8 +282,8 @@ def _features(args):
     """The hot spots of --hotspots as GeoJSON features, or None for a generated town."""
     from pathlib import Path
 
-    from streams.cli import CommandError
-    from streams.simfiles import load_hotspot_features
+    from cli import CommandError
+    from simulation.files import load_hotspot_features
 
     if not args.hotspots:
         return None

@@ -43,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"streams.cli.{name}")
+            module = importlib.import_module(f"cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"streams.cli.{name}":
+            if exc.name == f"cli.{name}":
                 continue  # command not built yet
             raise
         module.register(sub)
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streams.datadir import private_umask
+    from core.datadir import private_umask
 
     # Before anything is created: every file and folder of ours (and of the broker's JVM,
     # the worker and the gateway, which inherit it) is private to this user.
@@ -63,20 +63,22 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    if args.config:
-        from streams.settings import use_config_file
+    from core.settings import SettingsError
 
-        use_config_file(args.config)
     try:
+        if args.config:
+            from core.settings import use_config_file
+
+            use_config_file(args.config)
         return int(args.handler(args) or 0)
-    except CommandError as exc:
+    except (CommandError, SettingsError) as exc:
         print(f"hotspot {args.command}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         from pydantic import ValidationError
 
         if isinstance(exc, ValidationError) and exc.title == "Settings":
-            from streams.settings import describe_validation_error
+            from core.settings import describe_validation_error
 
             print(f"hotspot {args.command}: {describe_validation_error(exc)}", file=sys.stderr)
             return 1
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, SaslAuthenticationFailed) or (
                 isinstance(exc, KafkaConnectionError) and _credentials_refused()):
-            from streams.settings import get_settings
+            from core.settings import get_settings
 
             s = get_settings()
             print(f"hotspot {args.command}: Kafka at {s.bootstrap_servers} refused the credentials of user "
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                   "HOTSPOT_KAFKA_SASL_PASSWORD", file=sys.stderr)
             return 1
         if isinstance(exc, KafkaConnectionError):
-            from streams.settings import get_settings
+            from core.settings import get_settings
 
             print(f"hotspot {args.command}: cannot reach Kafka at {get_settings().bootstrap_servers} "
                   "(start it with `hotspot broker start` or `hotspot run`, or set HOTSPOT_KAFKA_BOOTSTRAP)", file=sys.stderr)
@@ -106,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 def _credentials_refused() -> bool:
     import asyncio
 
-    from streams.kafka import credentials_refused
-    from streams.settings import get_settings
+    from core.kafka import credentials_refused
+    from core.settings import get_settings
 
     return asyncio.run(credentials_refused(get_settings().bootstrap_servers))
 

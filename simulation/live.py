@@ -1,6 +1,6 @@
 """Simulated officers in real time: `hotspot simulate --live` and `hotspot run --simulate N`.
 
-The seeded simulator (processors.simulation) plans a shift that began
+The seeded simulator (simulation.simulate) plans a shift that began
 `backlog_s` before sending starts, as if the officers were already out when the
 system started. Planning a whole shift takes tens of seconds, so officers are
 planned one at a time and the clock is read only once the first is planned:
@@ -31,7 +31,7 @@ def run_prefix(now_ms: int) -> str:
 
 def plan(officers: int, seed: int, hours: float, start_ms: int, hotspots: Sequence[Mapping] | None = None,
          device_prefix: str = "sim", eager: bool = True):
-    from processors.simulation import Simulation, scenario_config
+    from simulation.simulate import Simulation, scenario_config
 
     config = scenario_config("mixed", seed=seed, officers=officers, hours=hours, start_ms=start_ms,
                              shift_stagger_s=0.0, device_prefix=device_prefix)
@@ -83,7 +83,7 @@ async def run_live(bootstrap: str, partitions: int, officers: int, seed: int = 1
     """Publish the simulated shift in real time until it ends or `stop` is set; return pings sent."""
     from schemas.codec import Codec
     from streams.hotspotfeed import publish, read_all, records_from_geojson
-    from streams.kafka import ensure_topics, make_producer
+    from core.kafka import ensure_topics, make_producer
 
     await ensure_topics(bootstrap, partitions)
     current = await read_all(bootstrap)

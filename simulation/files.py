@@ -1,11 +1,11 @@
 """Files of a simulated day, and the harness that scores a replay against them.
 
-Writes what `processors.simulation` produces: `pings.csv` in the replay format
+Writes what `simulation.simulate` produces: `pings.csv` in the replay format
 (DESIGN.md section 2, delivery order, `ts` ISO-8601 with the UK offset of the
 moment), `hotspots.geojson` in the hot-spot format, and the ground truth
 (`truth_*.csv`, `devices.csv`, `simulation.json`). Reads the truth back and the
 output of `hotspot replay` (`visits.csv`, `stops.csv`, `modes.csv`) into the
-plain records `processors.evaluation` scores. Output is byte-for-byte a function
+plain records `simulation.scoring` scores. Output is byte-for-byte a function
 of the simulation's configuration: no wall-clock time is written anywhere.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from processors.evaluation import Predicted, Scores, Span, TruthSet, Visit, score
-from processors.simulation import Simulation
+from simulation.scoring import Predicted, Scores, Span, TruthSet, Visit, score
+from simulation.simulate import Simulation
 
 PING_COLUMNS = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery")
 TRUTH_FILES = ("truth_visits.csv", "truth_stops.csv", "truth_modes.csv", "truth_episodes.csv", "truth_gaps.csv",
@@ -262,7 +262,7 @@ def run_replay(sim_dir: Path, out_dir: Path) -> None:
     import contextlib
     import io
 
-    from streams.cli import main
+    from cli import main
 
     sim_dir, out_dir = Path(sim_dir), Path(out_dir)
     err = io.StringIO()

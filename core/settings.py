@@ -23,14 +23,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _config_file: Path | None = None
 
 
+class SettingsError(Exception):
+    """Settings that cannot be used (a missing config file): one line for the user, exit status 1 in the CLI."""
+
+
 def use_config_file(path: str | os.PathLike[str]) -> None:
     """Select a TOML file for the rest of this process (the `--config` option)."""
     global _config_file
     p = Path(path)
     if not p.is_file():
-        from streams.cli import CommandError
-
-        raise CommandError(f"config file {p} does not exist")
+        raise SettingsError(f"config file {p} does not exist")
     _config_file = p
     get_settings.cache_clear()
 
@@ -112,7 +114,7 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="JVM heap of the local broker (-Xmx/-Xms).")
     kafka_jars_dir: Path = Field(REPO_ROOT / ".cache" / "kafka-jars", description="Where Maven copies the Kafka jars.")
     partitions: int = Field(4, ge=1, le=256, description="Partition count of every data topic.")
-    # Security of every Kafka client the system makes (streams.kafka.KafkaSecurity). A force's
+    # Security of every Kafka client the system makes (core.kafka.KafkaSecurity). A force's
     # cluster will want TLS and SASL; the local broker speaks SASL_PLAINTEXT with SCRAM when asked.
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="How Kafka clients connect: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
@@ -167,6 +169,9 @@ class Settings(BaseSettings):
     gateway_owntracks_held_max_per_device: int = Field(20_000, ge=1, description="OwnTracks pings over the rate held on disk per device.")
     gateway_owntracks_held_max_total: int = Field(1_000_000, ge=1, description="OwnTracks pings held on disk over all devices.")
     gateway_owntracks_park_s: float = Field(60.0, ge=0, description="How long an OwnTracks request past the held limits waits unanswered for room.")
+    gateway_owntracks_park_per_device: int = Field(2, ge=1, description=(
+        "OwnTracks requests of one device that may wait for room at once (OwnTracks has one in flight; more is not a phone)."))
+    gateway_owntracks_park_total: int = Field(256, ge=1, description="OwnTracks requests that may wait for room at once, all devices.")
     map_tile_url: str = Field("", description=(
         "XYZ tile source for the basemap of `hotspot hotspots build --preview`, e.g. a force's own tile server "
         "https://tiles.example/{z}/{x}/{y}.png (respect the source's usage policy); empty: no basemap."))

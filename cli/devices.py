@@ -58,7 +58,7 @@ def register(sub) -> None:
 
 def _store():
     from gateway.credentials import CredentialStore, path_in
-    from streams.settings import get_settings
+    from core.settings import get_settings
 
     return CredentialStore(path_in(get_settings().data_dir))
 
@@ -67,7 +67,7 @@ def _add(args) -> int:
     import json
 
     from gateway.credentials import CredentialError
-    from streams.cli import CommandError
+    from cli import CommandError
 
     store = _store()
     try:
@@ -115,7 +115,7 @@ def _list(args) -> int:
     if args.json:
         print(json.dumps(items))
     else:
-        from streams.cli.sql import print_rows
+        from cli.sql import print_rows
 
         columns = list(items[0]) if items else (
             ["device_id", "revoked", "created", "protocols"] if args.kind == "device"
@@ -127,7 +127,7 @@ def _list(args) -> int:
 
 def _revoke(args) -> int:
     from gateway.credentials import CredentialError
-    from streams.cli import CommandError
+    from cli import CommandError
 
     store = _store()
     try:

@@ -20,9 +20,9 @@ def register(sub) -> None:
 
 def _worker(args) -> int:
     from sinks.clickhouse import StoreBusy, mask_dsn
-    from streams.cli import CommandError
-    from streams.datadir import Locked
-    from streams.settings import get_settings
+    from cli import CommandError
+    from core.datadir import Locked
+    from core.settings import get_settings
     from streams.worker import MetricsPortBusy, run_worker
 
     s = get_settings()

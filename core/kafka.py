@@ -1,4 +1,4 @@
-"""The one place that makes Kafka clients and knows the topics.
+"""The one place that makes Kafka clients and creates the topics (names: core/topics.py).
 
 Topic names and their shapes are contracts (DESIGN.md §2). Every data topic is
 created up front with the configured partition count, because Faust refuses to
@@ -20,6 +20,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from core import topics
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +52,13 @@ class TopicSpec:
 ARRIVAL_CLOCK = (("message.timestamp.type", "LogAppendTime"),)
 
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("pings", required=ARRIVAL_CLOCK),
-    TopicSpec("hotspots", compacted=True),
-    TopicSpec("patrol-events"),
-    TopicSpec("assignments"),
-    TopicSpec("activity"),
-    TopicSpec("pings-rejected"),
-    TopicSpec("allocations", compacted=True),
+    TopicSpec(topics.PINGS, required=ARRIVAL_CLOCK),
+    TopicSpec(topics.HOTSPOTS, compacted=True),
+    TopicSpec(topics.PATROL_EVENTS),
+    TopicSpec(topics.ASSIGNMENTS),
+    TopicSpec(topics.ACTIVITY),
+    TopicSpec(topics.PINGS_REJECTED),
+    TopicSpec(topics.ALLOCATIONS, compacted=True),
 )
 
 
@@ -79,7 +81,7 @@ class KafkaSecurity:
     @classmethod
     def from_settings(cls, s=None) -> "KafkaSecurity":
         if s is None:
-            from streams.settings import get_settings
+            from core.settings import get_settings
 
             s = get_settings()
         return cls(s.kafka_security_protocol, s.kafka_sasl_mechanism, s.kafka_sasl_username,

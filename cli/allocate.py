@@ -77,7 +77,7 @@ def read_hotspot_units(path: str, block_by: str | None, group_by: str | None):
     """(hotspot_id, block, group) for each Feature of a hot-spot file; CommandError on a bad file."""
     import json
 
-    from streams.cli import CommandError
+    from cli import CommandError
 
     try:
         with open(path, encoding="utf-8-sig") as fh:
@@ -116,7 +116,7 @@ def compute_schedule(args):
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from processors.allocation import AllocationError, make_schedule, make_units
-    from streams.cli import CommandError
+    from cli import CommandError
 
     try:
         ZoneInfo(args.tz)
@@ -146,7 +146,7 @@ def write_schedule_csv(schedule, out) -> None:
 
 def _allocate(args) -> int:
     from processors.allocation import balance
-    from streams.cli import CommandError
+    from cli import CommandError
 
     schedule = compute_schedule(args)
     if args.out:
@@ -194,7 +194,7 @@ def publish_schedule(schedule) -> int:
     import asyncio
 
     from streams.hotspotfeed import publish_records
-    from streams.settings import get_settings
+    from core.settings import get_settings
 
     s = get_settings()
     keyed = [(f"{r['trial_id']}/{r['day'].isoformat()}/{r['hotspot_id']}", allocation_record(r))

@@ -17,8 +17,8 @@ def register(sub) -> None:
 def _config(args) -> int:
     from pydantic import ValidationError
 
-    from streams.cli import CommandError
-    from streams.settings import describe_validation_error, get_settings
+    from cli import CommandError
+    from core.settings import describe_validation_error, get_settings
 
     try:
         values = get_settings().masked()

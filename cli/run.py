@@ -61,7 +61,7 @@ class Child:
         self._fh = open(log, "ab")
         # The log is appended to across runs: readiness is judged on what this start wrote.
         self._start_offset = self._fh.tell()
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", *args], stdout=self._fh,
+        self.proc = subprocess.Popen([sys.executable, "-m", "cli", *args], stdout=self._fh,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=_die_with_parent)
 
@@ -97,7 +97,7 @@ class Child:
 
 
 def _wait_for(child: Child, ready, timeout_s: float, what: str) -> None:
-    from streams.cli import CommandError
+    from cli import CommandError
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -124,7 +124,7 @@ def _publish_simulated_town(s, seed: int) -> None:
     so the officers' first pings are matched against them."""
     import asyncio
 
-    from processors.simulation import Simulation, scenario_config
+    from simulation.simulate import Simulation, scenario_config
     from streams.hotspotfeed import publish, read_all, records_from_geojson
 
     if asyncio.run(read_all(s.bootstrap_servers)):
@@ -138,11 +138,11 @@ def _run(args) -> int:
     import asyncio
 
     from sinks.clickhouse import mask_dsn
-    from streams.broker import BrokerError, LocalBroker
-    from streams.cli import CommandError
-    from streams.datadir import Locked, RoleLock, private_dir
-    from streams.kafka import ensure_topics, wait_for_metadata
-    from streams.settings import get_settings
+    from core.broker import BrokerError, LocalBroker
+    from cli import CommandError
+    from core.datadir import Locked, RoleLock, private_dir
+    from core.kafka import ensure_topics, wait_for_metadata
+    from core.settings import get_settings
 
     s = get_settings()
     private_dir(s.data_dir)

@@ -28,31 +28,30 @@ def _gateway(args) -> int:
 
     import uvicorn
 
-    from gateway.config import GatewayConfig
     from gateway.main import create_app, create_osmand_app
-    from streams.cli import CommandError
-    from streams.settings import get_settings
+    from cli import CommandError
+    from core.settings import get_settings
 
-    from streams.datadir import private_dir
+    from core.datadir import private_dir
 
     settings = get_settings()
     private_dir(settings.data_dir)
-    config = GatewayConfig.from_settings(settings)
     if args.osmand_port is not None:
-        config = config.with_(osmand_port=args.osmand_port)
+        settings = settings.model_copy(update={"gateway_osmand_port": args.osmand_port})
     host = args.host or settings.http_host
     port = args.port or settings.http_port
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(config=config)
+    app = create_app(settings)
     servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
                                              log_level=args.log_level, access_log=False))]
-    if config.osmand_port and config.osmand_enabled:
+    osmand_port = settings.gateway_osmand_port if settings.gateway_osmand_enabled else 0
+    if osmand_port:
         osmand = create_osmand_app(app.state.gateway)
-        servers.append(uvicorn.Server(uvicorn.Config(osmand, host=host, port=config.osmand_port, loop="uvloop",
+        servers.append(uvicorn.Server(uvicorn.Config(osmand, host=host, port=osmand_port, loop="uvloop",
                                                      http="httptools", lifespan="off", log_level=args.log_level,
                                                      access_log=False)))
-    print(f"gateway on http://{host}:{port} (Kafka {config.bootstrap_servers}"
-          + (f", OsmAnd at http://{host}:{config.osmand_port}/" if config.osmand_port and config.osmand_enabled else "") + ")", flush=True)
+    print(f"gateway on http://{host}:{port} (Kafka {settings.bootstrap_servers}"
+          + (f", OsmAnd at http://{host}:{osmand_port}/" if osmand_port else "") + ")", flush=True)
 
     async def serve_main():
         try:
