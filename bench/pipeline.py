@@ -12,7 +12,7 @@ One run, everything on 127.0.0.1, in a throw-away directory:
    deliveries, duplicates and outliers as simulated);
 3. preloads the T pings into `pings` (received_ms = when each is produced);
 4. baseline: a bare aiokafka consumer reads `pings` from the beginning and
-   decodes every value with `Codec("Ping")`: msgs/s;
+   decodes every value with `codec_for("Ping")`: msgs/s;
 5. starts `hotspot worker` (a subprocess that owns the embedded store) and
    measures how fast it drains the backlog: committed offsets of consumer
    group `hotspot-worker` against the end offsets, polled from here; then the
@@ -267,10 +267,10 @@ def start_at(items: list[Item], base_ms: int) -> None:
 # --------------------------------------------------------------------------- Kafka helpers
 
 async def preload(bootstrap: str, items: list[Item]) -> float:
-    from schemas.codec import Codec
+    from core.codecs import codec_for
     from core.kafka import make_producer
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     producer = make_producer(bootstrap, linger_ms=20)
     await producer.start()
     t0 = time.perf_counter()
@@ -309,9 +309,9 @@ async def baseline(bootstrap: str, total: int, time_limit_s: float) -> dict:
     """A bare consume-and-decode loop over `pings` from the beginning."""
     from aiokafka import AIOKafkaConsumer
 
-    from schemas.codec import Codec
+    from core.codecs import codec_for
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     consumer = AIOKafkaConsumer("pings", bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     t_start = time.perf_counter()
@@ -593,10 +593,10 @@ async def run(args, procs: Processes, data_dir: Path, bootstrap: str, metrics_po
 
 
 async def latency_phase(args, procs, data_dir, dsn, bootstrap, metrics_port, items: list[Item], results: dict) -> None:
-    from schemas.codec import Codec
+    from core.codecs import codec_for
     from core.kafka import make_producer
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     producer = make_producer(bootstrap)  # as the gateway's: acks=all, idempotent, linger 5 ms
     await producer.start()
     text_before = scrape(metrics_port)

@@ -45,7 +45,7 @@ def main() -> int:
 
     import pipeline as pb  # bench/pipeline.py: simulation loading and replicas
 
-    from schemas.codec import Codec
+    from core.codecs import codec_for
     from formats import records as rows
     from sinks.clickhouse import make_client, migrate
     from sinks.writer import ClickHouseWriter
@@ -68,7 +68,7 @@ def main() -> int:
     items = pb.replicas(pings, delivered, sim_start, "T", args.replicas, 0.0, 7.5, 25.0, now - 45 * 60_000)[:args.pings]
     index = load_hotspots(sim_dir / "hotspots.geojson")
     config = ProcessingConfig()
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     values = []
     for it in items:
         it.received_ms = now

@@ -10,6 +10,8 @@ import argparse
 import sys
 from datetime import date
 
+from core import topics
+
 EXAMPLES = """examples:
   hotspot allocate --hotspots hotspots.geojson --design crossover --start 2025-03-03 --days 90 --seed 20250303 --out schedule.csv
   hotspot allocate --hotspots hotspots.geojson --design parallel --start 2025-03-03 --days 180 --seed 7 --block-by area --out schedule.csv
@@ -199,4 +201,4 @@ def publish_schedule(schedule) -> int:
     s = get_settings()
     keyed = [(f"{r['trial_id']}/{r['day'].isoformat()}/{r['hotspot_id']}", allocation_record(r))
              for r in schedule_rows(schedule)]
-    return asyncio.run(publish_records(s.bootstrap_servers, "allocations", "Allocation", keyed, s.partitions))
+    return asyncio.run(publish_records(s.bootstrap_servers, topics.ALLOCATIONS, "Allocation", keyed, s.partitions))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core import topics
+
 EXAMPLES = """examples:
   hotspot pings send export.csv                    # as fast as Kafka takes them
   hotspot pings send day1.csv day2.jsonl --rate 500
@@ -124,14 +126,14 @@ async def send_files(bootstrap: str, files: list[Path], rate: float = 0.0, devic
 
     from tqdm import tqdm
 
-    from schemas.codec import Codec
+    from core.codecs import codec_for
     from core.kafka import ensure_topics, make_producer
     from formats.replayfiles import BadRow, read_file
     from formats.records import ping_record
     from core.settings import get_settings
 
     await ensure_topics(bootstrap, get_settings().partitions)
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     producer = make_producer(bootstrap, linger_ms=20)
     await producer.start()
     bad: dict[str, int] = {}
@@ -152,7 +154,7 @@ async def send_files(bootstrap: str, files: list[Path], rate: float = 0.0, devic
                         await asyncio.sleep(ahead_s)
                 item.received_ms = None if backfill else int(time.time() * 1000)
                 value = codec.encode(ping_record(item, source, BACKFILL_EXTRA if backfill else None))
-                pending.append(await producer.send("pings", value, key=item.device_id.encode()))
+                pending.append(await producer.send(topics.PINGS, value, key=item.device_id.encode()))
                 sent += 1
                 if len(pending) >= 2000:
                     await asyncio.gather(*pending)

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from core import topics
+
 log = logging.getLogger("hotspot.simulate")
 
 
@@ -81,7 +83,7 @@ async def run_live(bootstrap: str, partitions: int, officers: int, seed: int = 1
                    backlog_s: float = 600.0, publish_town: bool = True, stop: asyncio.Event | None = None,
                    say=print, device_prefix: str | None = None) -> int:
     """Publish the simulated shift in real time until it ends or `stop` is set; return pings sent."""
-    from schemas.codec import Codec
+    from core.codecs import codec_for
     from streams.hotspotfeed import publish, read_all, records_from_geojson
     from core.kafka import ensure_topics, make_producer
 
@@ -95,7 +97,7 @@ async def run_live(bootstrap: str, partitions: int, officers: int, seed: int = 1
         records = records_from_geojson(sim.feature_collection(), now_ms)
         await publish(bootstrap, records, partitions)
         say(f"published the simulated town's {len(records)} hot spots")
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     producer = make_producer(bootstrap, linger_ms=10)
     await producer.start()
     say(f"officers {', '.join(sim.device_ids[:3])}{', ...' if officers > 3 else ''} "
@@ -141,7 +143,7 @@ async def run_live(bootstrap: str, partitions: int, officers: int, seed: int = 1
                       "heading_deg": _opt(p.heading_deg), "altitude_m": _opt(p.altitude_m),
                       "battery": None if p.battery is None else float(p.battery) / 100.0,
                       "received_ms": int(time.time() * 1000), "source": "simulator", "extra": {}}
-            await producer.send("pings", codec.encode(record), key=p.device_id.encode())
+            await producer.send(topics.PINGS, codec.encode(record), key=p.device_id.encode())
             sent += 1
             if k + 1 < len(planned[i]):
                 heapq.heappush(due, (schedule.due_ms(planned[i][k + 1].delivered_ms), i, k + 1))

@@ -17,20 +17,16 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from core import topics
+from core.codecs import codec_for
 from schemas.codec import Codec
 from core.kafka import ensure_topics, make_consumer, make_producer
 
-TOPIC = "hotspots"
+TOPIC = topics.HOTSPOTS
 log = logging.getLogger(__name__)
 
-_codec: Codec | None = None
-
-
 def codec() -> Codec:
-    global _codec
-    if _codec is None:
-        _codec = Codec("Hotspot")
-    return _codec
+    return codec_for("Hotspot")
 
 
 async def publish(bootstrap: str, records: Iterable[dict], partitions: int = 4) -> int:
@@ -111,7 +107,7 @@ class CompactedFeed:
                  topic: str = TOPIC, schema: str = "Hotspot"):
         self.bootstrap = bootstrap
         self.topic = topic
-        self.codec = Codec(schema)
+        self.codec = codec_for(schema)
         self.on_change = on_change
         self.current: dict[str, dict] = {}
         self.retired: dict[str, int] = {}
@@ -192,7 +188,7 @@ async def publish_records(bootstrap: str, topic: str, schema: str, keyed: Iterab
                           partitions: int = 4) -> int:
     """Write Avro records under their keys to a compacted topic; return the count once all are acknowledged."""
     await ensure_topics(bootstrap, partitions)
-    codec_ = Codec(schema)
+    codec_ = codec_for(schema)
     producer = make_producer(bootstrap)
     await producer.start()
     try:

@@ -61,7 +61,9 @@ from processors.geofence import HotspotIndex
 from processors.model import IMPLIED_SPEED, TIME_JUMP, Ping
 from processors.reorder import hold_expired
 from processors.visits import OPEN
-from schemas.codec import Codec, CodecError
+from core import topics
+from core.codecs import codec_for
+from schemas.codec import CodecError
 from sinks import metrics
 from sinks.clickhouse import is_embedded, make_client, migrate
 from sinks.query_server import serve_readonly_queries
@@ -75,7 +77,7 @@ from streams.statestore import DeviceStates
 log = logging.getLogger("hotspot.worker")
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: a bug, the supervisor should restart us and someone should look
 GROUP_ID = "hotspot-worker"
-PINGS = "pings"
+PINGS = topics.PINGS
 LOG_APPEND_TIME = 1  # ConsumerRecord.timestamp_type of a record stamped by the broker
 
 
@@ -132,9 +134,11 @@ class LivePipeline:
         self.settings = settings
         self.config = settings.processing_config()
         self.index = HotspotIndex.from_hotspots([])
-        self.ping_codec = Codec("Ping")
-        self.event_codec = Codec("PatrolEvent")
-        self.reject_codec = Codec("RejectedPing")
+        # The one codec factory: with a schema registry configured, the gateway's Confluent-framed pings
+        # are resolved through it (a worker built without it rejected them all: issue 11).
+        self.ping_codec = codec_for("Ping", settings)
+        self.event_codec = codec_for("PatrolEvent", settings)
+        self.reject_codec = codec_for("RejectedPing", settings)
         self.store = DeviceStates(settings.bootstrap_servers)
         self.lock = asyncio.Lock()  # the loop, the expiry timer and rebalances all touch device state
         self.ready = asyncio.Event()  # set once the hot-spot topic has been read to its end
@@ -196,7 +200,7 @@ class LivePipeline:
                 written.update({k: current[k] for k in current})
                 log.info("recorded %d trial allocation rows", len(new))
 
-        feed = CompactedFeed(self.settings.bootstrap_servers, on_change=changed, topic="allocations", schema="Allocation")
+        feed = CompactedFeed(self.settings.bootstrap_servers, on_change=changed, topic=topics.ALLOCATIONS, schema="Allocation")
         await feed.start()
         try:
             await asyncio.Event().wait()
@@ -620,12 +624,12 @@ class LivePipeline:
         emitted_ms = int(time.time() * 1000)
         out: list[tuple[str, bytes, bytes]] = []
         for e in result.events:
-            out.append(("patrol-events", e.device_id.encode(), self.event_codec.encode(rows.event_record(e, emitted_ms))))
+            out.append((topics.PATROL_EVENTS, e.device_id.encode(), self.event_codec.encode(rows.event_record(e, emitted_ms))))
         for r in result.rejected:
-            out.append(("pings-rejected", r.ping.device_id.encode(),
+            out.append((topics.PINGS_REJECTED, r.ping.device_id.encode(),
                         self.reject_codec.encode(rows.reject_record(r, record_of.get(id(r.ping))))))
         for u in undecodable:
-            out.append(("pings-rejected", (u["device_id"] or "").encode(), self.reject_codec.encode(u)))
+            out.append((topics.PINGS_REJECTED, (u["device_id"] or "").encode(), self.reject_codec.encode(u)))
         self._acks.append(asyncio.ensure_future(self._send_all(out)))
 
     async def _send_all(self, out: list[tuple[str, bytes, bytes]]) -> None:

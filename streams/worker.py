@@ -19,6 +19,7 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
+from core import topics
 from core.kafka import KafkaSecurity
 from core.settings import Settings
 from streams.statestore import CHANGELOG_TOPIC, pack_state, unpack_state  # noqa: F401  (the changelog's value layout)
@@ -101,7 +102,7 @@ async def prepare_topics(settings: Settings) -> None:
     await ensure_topics(settings.bootstrap_servers, settings.partitions,
                         (*TOPICS, TopicSpec(CHANGELOG_TOPIC, compacted=True)))
     counts = await describe_topics(settings.bootstrap_servers)
-    if counts.get(CHANGELOG_TOPIC) != counts.get("pings"):
+    if counts.get(CHANGELOG_TOPIC) != counts.get(topics.PINGS):
         raise SystemExit(f"topic {CHANGELOG_TOPIC} has {counts.get(CHANGELOG_TOPIC)} partitions but pings has "
                          f"{counts.get('pings')}: device state is kept on the partition of the device's pings, so "
                          f"they must match (recreate the changelog with {counts.get('pings')} partitions)")

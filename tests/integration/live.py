@@ -147,7 +147,7 @@ def export_arrived(bootstrap: str, out: Path, expected: int) -> Path:
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from schemas.codec import Codec
+    from core.codecs import codec_for
     from core.kafka import describe_topics
 
     async def read() -> list:
@@ -168,7 +168,7 @@ def export_arrived(bootstrap: str, out: Path, expected: int) -> Path:
         finally:
             await consumer.stop()
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     columns = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery",
                "received_at")
     with open(out, "w", newline="") as fh:

@@ -15,7 +15,7 @@ from processors.config import ProcessingConfig
 from processors.geofence import HotspotIndex
 from processors.model import STALE_TIMESTAMP, Ping
 from processors.validation import check_ping
-from schemas.codec import Codec
+from core.codecs import codec_for
 from cli.pings import BACKFILL_EXTRA, count_stale
 from formats.records import ping_from_record, ping_record
 from tests.conftest import HOTSPOT
@@ -25,7 +25,7 @@ DAY_MS = 86_400_000
 
 def _through_kafka(p: Ping, extra=None) -> Ping:
     """What the worker makes of a ping `hotspot pings send` published: Avro out, Avro in."""
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     return ping_from_record(codec.decode(codec.encode(ping_record(p, "replay", extra))))
 
 
@@ -100,7 +100,7 @@ def test_a_rejected_backfill_ping_keeps_a_received_at_the_table_ttl_does_not_dro
     from formats.records import rejected_row
     from formats.records import reject_record
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     ts_ms = int(time.time() * 1000) - 9 * DAY_MS
     record = codec.decode(codec.encode(ping_record(_track(ts_ms, 1, None)[0], "replay", BACKFILL_EXTRA)))
     row = rejected_row(reject_record(RejectedPing(ping_from_record(record), DUPLICATE), record), "pings/0/7")
