@@ -23,7 +23,6 @@ EXAMPLES = """examples:
 then, in another terminal:
   hotspot sql "SELECT device_id, hotspot_id, entered_at, dwell_s FROM hotspot.visits_current ORDER BY entered_at DESC LIMIT 10"
 """
-WORKER_READY = "hot-spot index rebuilt"
 
 
 def register(sub) -> None:
@@ -143,6 +142,7 @@ def _run(args) -> int:
     from core.datadir import Locked, RoleLock, private_dir
     from core.kafka import ensure_topics, wait_for_metadata
     from core.settings import get_settings
+    from streams.readiness import is_ready
 
     s = get_settings()
     private_dir(s.data_dir)
@@ -186,7 +186,7 @@ def _run(args) -> int:
             _publish_simulated_town(s, args.seed)
         worker = Child("worker", ["worker"], logs / "worker.log")
         children.append(worker)
-        _wait_for(worker, lambda: WORKER_READY in worker.tail(200), 180, "waiting for it to load hot spots")
+        _wait_for(worker, lambda: is_ready(s.data_dir, worker.proc.pid), 180, "waiting for it to load hot spots")
         print(f"worker     pid {worker.proc.pid}  ClickHouse {mask_dsn(s.effective_clickhouse_dsn)} "
               f"(migrations applied)  log {worker.log}", flush=True)
         if s.worker_metrics_port:

@@ -60,6 +60,7 @@ def create_app(settings: Settings, metrics_url: str | None = None, joined=None) 
         datadir=str(settings.data_dir / "faust"),
     )
     pipeline = LivePipeline(settings, client_factory=joined, joined_store=joined is not None)
+    pipeline.open()  # blocks until the store answers; a worker that joined another's store opens nothing
     if joined is None and is_embedded(settings.effective_clickhouse_dsn):
         # The owner of an embedded store writes for the workers that join it (sinks.shared_store).
         from sinks.shared_store import serve_inserts

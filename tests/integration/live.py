@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from streams.readiness import is_ready
 from tests.conftest import HOTSPOT, free_port, running, wait_until  # noqa: F401  (wait_until re-exported for tests)
 
-READY_LINE = "hot-spot index rebuilt"
 
 
 @dataclass
@@ -60,7 +60,8 @@ class LiveSystem:
             self.worker = subprocess.Popen([HOTSPOT, "worker", "--loglevel", "info"], stdout=fh, stderr=subprocess.STDOUT,
                                            env={**self.env, **(extra_env or {})}, start_new_session=True)
         if wait_ready:
-            wait_until(lambda: READY_LINE in log.read_text() or self.worker.poll() is not None, 180, "the worker to start")
+            wait_until(lambda: is_ready(self.data_dir, self.worker.pid) or self.worker.poll() is not None, 180,
+                       "the worker to say it is ready (streams.readiness)")
             assert self.worker.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
         return self.worker
 

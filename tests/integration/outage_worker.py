@@ -68,6 +68,7 @@ def main() -> int:
     asyncio.run(prepare_topics(settings))
     pipeline = LivePipeline(settings, client_factory=outage_factory(settings.effective_clickhouse_dsn,
                                                                     settings.clickhouse_database, Path(sys.argv[1])))
+    pipeline.open()
     asyncio.run(serve(pipeline))
     return 0
 
