@@ -52,7 +52,7 @@ def main() -> int:
     from processors.batch import process_batch
     from processors.config import ProcessingConfig
     from processors.device import DeviceState
-    from formats.replayfiles import load_hotspots
+    from formats.hotspots import load_index as load_hotspots
 
     tmp = Path(tempfile.mkdtemp(prefix="hotspot-bench-costs-"))
     sim_dir = args.sim

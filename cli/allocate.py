@@ -75,37 +75,6 @@ def _seed(text: str) -> int:
     return v
 
 
-def read_hotspot_units(path: str, block_by: str | None, group_by: str | None):
-    """(hotspot_id, block, group) for each Feature of a hot-spot file; CommandError on a bad file."""
-    import json
-
-    from cli import CommandError
-
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            doc = json.load(fh)
-    except FileNotFoundError:
-        raise CommandError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CommandError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
-        raise CommandError(f"{path}: not a GeoJSON FeatureCollection")
-    out, missing = [], []
-    for n, f in enumerate(doc["features"]):
-        props = (f or {}).get("properties") or {}
-        hid = props.get("id", (f or {}).get("id"))
-        if hid in (None, ""):
-            raise CommandError(f"{path}: feature {n} has no id property")
-        block = props.get(block_by) if block_by else ""
-        if block_by and block in (None, ""):
-            missing.append(str(hid))
-        group = props.get(group_by) if group_by else None
-        out.append((str(hid), "" if block is None else str(block), None if group in (None, "") else str(group)))
-    if missing:
-        raise CommandError(f"{path}: {len(missing)} hot spots have no {block_by!r} property (first: {missing[0]})")
-    return out
-
-
 def schedule_rows(schedule) -> list[dict]:
     """Rows for the ClickHouse `allocations` table; see processors.allocation.allocation_rows."""
     from processors.allocation import allocation_rows
@@ -117,14 +86,18 @@ def compute_schedule(args):
     """The Schedule for parsed `allocate` arguments (reads the hot-spot file; the rest is pure)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from processors.allocation import AllocationError, make_schedule, make_units
     from cli import CommandError
+    from formats.hotspots import units as hotspot_units
+    from processors.allocation import AllocationError, make_schedule, make_units
 
     try:
         ZoneInfo(args.tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise CommandError(f"unknown time zone {args.tz!r} (e.g. Europe/London)") from None
-    triples = read_hotspot_units(args.hotspots, args.block_by, args.group_by)
+    try:
+        triples = hotspot_units(args.hotspots, args.block_by, args.group_by)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     try:
         units = make_units(triples)
         return make_schedule(units, design=args.design, start=args.start, days=args.days, seed=args.seed,

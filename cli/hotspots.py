@@ -323,19 +323,15 @@ def _publish(args) -> int:
     import time
 
     from cli import CommandError
-    from streams.hotspotfeed import publish, records_from_geojson
     from core.settings import get_settings
+    from formats.hotspots import read_collection, records_from_geojson
+    from streams.hotspotfeed import publish
 
     try:
-        doc = json.loads(args.file.read_text())
-    except FileNotFoundError:
-        raise CommandError(f"{args.file}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CommandError(f"{args.file}: not JSON ({exc})") from None
-    try:
+        doc = read_collection(args.file)
         records = records_from_geojson(doc, int(time.time() * 1000))
     except ValueError as exc:
-        raise CommandError(f"{args.file}: {exc}") from None
+        raise CommandError(str(exc) if str(exc).startswith(str(args.file)) else f"{args.file}: {exc}") from None
     settings = get_settings()
     count = asyncio.run(publish(settings.bootstrap_servers, records, settings.partitions))
     print(f"published {count} hot spot{'s' if count != 1 else ''} from {args.file}")

@@ -42,7 +42,8 @@ def _replay(args) -> int:
 
     from processors.config import ProcessingConfig
     from cli import CommandError
-    from formats.replayfiles import ReplayFileError, load_hotspots, replay
+    from formats.hotspots import HotspotFileError, load_index
+    from formats.replayfiles import ReplayFileError, replay
 
     paths = [Path(p) for p in args.pings]
     for p in paths + [Path(args.hotspots)]:
@@ -76,10 +77,10 @@ def _replay(args) -> int:
 
         bar = tqdm(total=total, unit="B", unit_scale=True, desc="replay", file=sys.stderr, mininterval=0.5)
     try:
-        index = load_hotspots(Path(args.hotspots))
+        index = load_index(Path(args.hotspots))
         summary = replay(paths, index, out, config, device=args.device, batch_size=args.batch_size,
                          progress=bar.update if bar is not None else None)
-    except ReplayFileError as exc:
+    except (ReplayFileError, HotspotFileError) as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
         raise CommandError(f"{exc.filename or out}: {exc.strerror or exc}") from None

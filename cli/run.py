@@ -124,7 +124,8 @@ def _publish_simulated_town(s, seed: int) -> None:
     import asyncio
 
     from simulation.simulate import Simulation, scenario_config
-    from streams.hotspotfeed import publish, read_all, records_from_geojson
+    from formats.hotspots import records_from_geojson
+    from streams.hotspotfeed import publish, read_all
 
     if asyncio.run(read_all(s.bootstrap_servers)):
         return

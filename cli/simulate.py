@@ -283,11 +283,11 @@ def _features(args):
     from pathlib import Path
 
     from cli import CommandError
-    from simulation.files import load_hotspot_features
+    from formats.hotspots import features
 
     if not args.hotspots:
         return None
     try:
-        return load_hotspot_features(Path(args.hotspots))
+        return features(Path(args.hotspots))
     except ValueError as exc:
         raise CommandError(str(exc)) from None

@@ -49,7 +49,7 @@ import orjson
 from processors.batch import finish, process_batch
 from processors.config import ProcessingConfig
 from processors.device import DeviceState
-from processors.geofence import HotspotIndex, hotspots_from_geojson
+from processors.geofence import HotspotIndex
 from processors.model import ModeSegment, Ping, StopEnded, VisitEnded
 
 PING_FIELDS = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery",
@@ -542,26 +542,6 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return "bytes that are not UTF-8 text"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
-# ---------------------------------------------------------------------------
-# Hot spots
-
-def load_hotspots(path: Path) -> HotspotIndex:
-    """The hot-spot GeoJSON file as an index; ReplayFileError names the file and the problem."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ReplayFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        line = data.count(b"\n", 0, exc.pos) + 1 if exc.pos is not None else 1
-        raise ReplayFileError(f"{path}:{line}: not valid JSON ({exc.msg})") from None
-    try:
-        return HotspotIndex.from_hotspots(hotspots_from_geojson(doc))
-    except ValueError as exc:
-        raise ReplayFileError(f"{path}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------

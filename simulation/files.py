@@ -177,40 +177,6 @@ def write_simulation(sim: Simulation, out: Path, zone: str = LOCAL_ZONE,
 # ---------------------------------------------------------------------------
 # Reading
 
-def load_hotspot_features(path: Path) -> list[dict]:
-    """Features of a hot-spot GeoJSON file, checked enough to simulate around them (ValueError otherwise)."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
-        raise ValueError(f"{path}: not a GeoJSON FeatureCollection")
-    feats = doc["features"]
-    if not feats:
-        raise ValueError(f"{path}: the FeatureCollection has no features")
-    seen = set()
-    for i, f in enumerate(feats, 1):
-        geom = (f or {}).get("geometry") or {}
-        props = (f or {}).get("properties") or {}
-        if geom.get("type") not in ("Polygon", "MultiPolygon"):
-            raise ValueError(f"{path}: feature {i} is not a Polygon or MultiPolygon")
-        if props.get("id") in (None, ""):
-            raise ValueError(f"{path}: feature {i} has no properties.id")
-        if str(props["id"]) in seen:
-            raise ValueError(f"{path}: hot-spot id {props['id']!r} appears twice")
-        seen.add(str(props["id"]))
-        try:
-            from shapely.geometry import shape
-
-            shape(geom)
-        except Exception as exc:  # shapely raises several types for bad coordinates
-            raise ValueError(f"{path}: feature {i} has unusable coordinates ({exc})") from None
-    return feats
-
-
 def _rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing")

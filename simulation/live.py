@@ -84,7 +84,8 @@ async def run_live(bootstrap: str, partitions: int, officers: int, seed: int = 1
                    say=print, device_prefix: str | None = None) -> int:
     """Publish the simulated shift in real time until it ends or `stop` is set; return pings sent."""
     from core.codecs import codec_for
-    from streams.hotspotfeed import publish, read_all, records_from_geojson
+    from formats.hotspots import records_from_geojson
+    from streams.hotspotfeed import publish, read_all
     from core.kafka import ensure_topics, make_producer
 
     await ensure_topics(bootstrap, partitions)

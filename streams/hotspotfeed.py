@@ -45,31 +45,6 @@ async def retire(bootstrap: str, ids: Iterable[str]) -> int:
         await producer.stop()
 
 
-def records_from_geojson(doc: dict, published_ms: int) -> list[dict]:
-    """Avro `Hotspot` records of a hot-spot file; raises ValueError naming the feature and problem."""
-    import json
-
-    from processors.geofence import hotspots_from_geojson
-
-    checked = hotspots_from_geojson(doc)  # validates ids, geometry, buffer, activity window
-    out = []
-    for hs, feature in zip(checked, doc["features"]):
-        props = feature.get("properties") or {}
-        target = props.get("target_minutes")
-        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or target < 0):
-            raise ValueError(f"hot spot {hs.id!r}: target_minutes must be a non-negative number")
-        stats = props.get("stats")
-        out.append({
-            "id": hs.id, "name": hs.name or hs.id, "briefing": str(props.get("briefing") or ""),
-            "geometry_geojson": json.dumps(feature["geometry"], separators=(",", ":")),
-            "buffer_m": hs.buffer_m or None, "target_minutes": None if target is None else float(target),
-            "active_from_ms": hs.active_from_ms, "active_to_ms": hs.active_to_ms,
-            "stats_json": None if stats is None else json.dumps(stats, separators=(",", ":"), sort_keys=True),
-            "published_ms": published_ms,
-        })
-    return out
-
-
 def apply(current: dict[str, dict], key: bytes | None, value: bytes | None,
           retired: dict[str, int] | None = None, timestamp_ms: int = 0, codec_: Codec | None = None) -> bool:
     """Fold one topic record into `current` (and tombstones into `retired`); True if the set changed."""

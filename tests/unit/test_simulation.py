@@ -383,4 +383,4 @@ def test_simulate_refuses_a_hot_spot_file_without_ids(tmp_path, capsys):
         {"type": "Feature", "properties": {"name": "x"},
          "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [0, 1e-3], [1e-3, 0], [0, 0]]]}}]}))
     assert main(["simulate", "--out", str(tmp_path / "o"), "--hotspots", str(bad)]) == 1
-    assert "feature 1 has no properties.id" in capsys.readouterr().err
+    assert "feature 0: properties.id must be a non-empty string" in capsys.readouterr().err
