@@ -205,7 +205,7 @@ class Item:
 def load_simulation(sim_dir: Path) -> tuple[list, list[int], int]:
     """(pings in delivery order, their delivery times, shift start) from `hotspot simulate` output."""
     from formats.replayfiles import BadRow, read_file
-    from simulation.files import parse_ts_ms
+    from formats.timestamps import parse_ts_ms
 
     pings = [p for p in read_file(sim_dir / "pings.csv") if not isinstance(p, BadRow)]
     delivered: list[int] = []

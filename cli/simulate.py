@@ -75,7 +75,8 @@ def _simulate(args) -> int:
 
     from simulation.simulate import PROFILES, SCENARIOS, Simulation, scenario_config
     from cli import CommandError
-    from simulation.files import parse_ts_ms, write_simulation
+    from formats.timestamps import parse_ts_ms
+    from simulation.files import write_simulation
 
     if args.scenario not in SCENARIOS:
         raise CommandError(f"unknown --scenario {args.scenario!r}; choose one of {', '.join(SCENARIOS)}")
@@ -88,7 +89,7 @@ def _simulate(args) -> int:
         if "T" not in args.start or not (args.start.endswith("Z") or "+" in args.start[10:] or "-" in args.start[10:]):
             raise CommandError(f"--start {args.start!r} needs a date, a time and an offset, e.g. 2025-06-12T08:00:00+01:00")
         try:
-            overrides["start_ms"] = parse_ts_ms(args.start)
+            overrides["start_ms"] = parse_ts_ms(args.start, naive_utc=True)
         except ValueError:
             raise CommandError(f"--start {args.start!r} is not ISO-8601, e.g. 2025-06-12T08:00:00+01:00") from None
     if args.hotspot_count is not None:
@@ -178,7 +179,7 @@ def _simulate_via_gateway(args) -> int:
     from simulation.via_gateway import PROTOCOLS, assign_protocols, register_devices, run_via_gateway
     from simulation.live import plan, run_prefix
     from core.settings import get_settings
-    from simulation.files import parse_ts_ms
+    from formats.timestamps import parse_ts_ms
 
     if not 1 <= args.officers <= 10_000:
         raise CommandError("--officers must be between 1 and 10000")
@@ -197,7 +198,7 @@ def _simulate_via_gateway(args) -> int:
     backlog_s = 600.0
     if args.start:
         try:
-            start_ms = parse_ts_ms(args.start)
+            start_ms = parse_ts_ms(args.start, naive_utc=True)
         except ValueError:
             raise CommandError(f"--start {args.start!r} is not ISO-8601, e.g. 2025-06-12T08:00:00+01:00") from None
         backlog_s = max(0.0, time.time() - start_ms / 1000)  # a shift already under way: catch up, then real time

@@ -35,16 +35,16 @@ import csv
 import gc
 import gzip
 import io
-import math
 import os
 import xml.parsers.expat
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import orjson
+
+from formats.timestamps import SECONDS_BELOW, iso_utc, parse_ts_ms
 
 from processors.batch import finish, process_batch
 from processors.config import ProcessingConfig
@@ -66,7 +66,6 @@ REJECTED_COLUMNS = ("source", "line") + PING_FIELDS + ("reason", "detail")
 MISSING_FIELD = "missing_field"
 INVALID_FIELD = "invalid_field"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class ReplayFileError(Exception):
@@ -75,35 +74,6 @@ class ReplayFileError(Exception):
 
 # ---------------------------------------------------------------------------
 # Values
-
-def parse_ts_ms(text) -> int:
-    """ISO-8601 with offset, or epoch seconds / milliseconds, to epoch milliseconds; ValueError if neither."""
-    if isinstance(text, str):
-        s = text.strip()
-        if len(s) >= 16 and s[4] == "-":
-            if s[10] not in "Tt ":
-                raise ValueError("not ISO-8601 date and time")
-            d = datetime.fromisoformat(s)
-            if d.tzinfo is None:
-                raise ValueError("ISO-8601 time without a UTC offset (add Z or +hh:mm)")
-            return round(d.timestamp() * 1000.0)
-        try:
-            v = float(s)
-        except ValueError:
-            raise ValueError("not ISO-8601 date and time nor epoch seconds/milliseconds") from None
-    elif isinstance(text, (int, float)) and not isinstance(text, bool):
-        v = float(text)
-    else:
-        raise ValueError("not a time")
-    if not math.isfinite(v):
-        raise ValueError("not a finite number")
-    return int(round(v if abs(v) >= 1e11 else v * 1000.0))
-
-
-def iso_utc(ms: int) -> str:
-    """Epoch milliseconds to ISO-8601 UTC, e.g. 2025-06-12T07:00:01.250Z."""
-    return (_EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
 
 class Source(NamedTuple):
     """Where a ping came from: file, line, and the row as read (for rejected.csv)."""
@@ -412,7 +382,7 @@ def _iso_column_ms(texts: Sequence[str]) -> list[int] | None:
             return None
         if not np.isfinite(v).all():
             return None
-        ms = np.where(np.abs(v) >= 1e11, v, v * 1000.0)
+        ms = np.where(np.abs(v) >= SECONDS_BELOW, v, v * 1000.0)
         return np.round(ms).astype(np.int64).tolist()
     chars = u.view("<U1").reshape(len(u), -1)[:, :length]
     if (chars[:, 4] != "-").any() or (~np.isin(chars[:, 10], ("T", "t", " "))).any():

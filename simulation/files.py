@@ -14,13 +14,12 @@ import csv
 import json
 import math
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from formats.timestamps import iso_local_many, iso_utc_many, parse_ts_ms
 from simulation.scoring import Predicted, Scores, Span, TruthSet, Visit, score
 from simulation.simulate import Simulation
 
@@ -28,44 +27,6 @@ PING_COLUMNS = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "hea
 TRUTH_FILES = ("truth_visits.csv", "truth_stops.csv", "truth_modes.csv", "truth_episodes.csv", "truth_gaps.csv",
                "truth_pings.csv", "devices.csv")
 LOCAL_ZONE = "Europe/London"
-
-
-# ---------------------------------------------------------------------------
-# Time formatting
-
-def iso_utc(ms: np.ndarray | Sequence[int]) -> list[str]:
-    """Epoch milliseconds to ISO-8601 UTC with milliseconds, e.g. 2025-06-12T07:00:01.250Z."""
-    arr = np.asarray(ms, dtype=np.int64).astype("datetime64[ms]")
-    return [s + "Z" for s in np.datetime_as_string(arr, unit="ms")]
-
-
-def iso_local(ms: np.ndarray | Sequence[int], zone: str = LOCAL_ZONE) -> list[str]:
-    """Epoch milliseconds (whole seconds) to ISO-8601 local time with its UTC offset, e.g. ...T08:00:05+01:00."""
-    ms = np.asarray(ms, dtype=np.int64)
-    tz = ZoneInfo(zone)
-    hours = ms // 3_600_000
-    uniq, inv = np.unique(hours, return_inverse=True)
-    # UK offsets change on the hour, so one lookup per hour is exact.
-    offs = np.array([int(datetime.fromtimestamp(int(h) * 3600, tz).utcoffset().total_seconds()) for h in uniq],
-                    dtype=np.int64)
-    off = offs[inv]
-    unit = "s" if not (ms % 1000).any() else "ms"
-    local = np.datetime_as_string((ms + off * 1000).astype("datetime64[ms]"), unit=unit)
-    suffix = {o: f"{'+' if o >= 0 else '-'}{abs(o) // 3600:02d}:{abs(o) % 3600 // 60:02d}" for o in offs.tolist()}
-    return [f"{s}{suffix[o]}" for s, o in zip(local, off.tolist())]
-
-
-def parse_ts_ms(text: str) -> int:
-    """ISO-8601 (offset or Z; naive means UTC) or epoch seconds/milliseconds to epoch milliseconds."""
-    s = text.strip()
-    try:
-        v = float(s)
-    except ValueError:
-        d = datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
-        if d.tzinfo is None:
-            d = d.replace(tzinfo=timezone.utc)
-        return int(round(d.timestamp() * 1000))
-    return int(round(v if v > 1e11 else v * 1000))
 
 
 # ---------------------------------------------------------------------------
@@ -103,7 +64,7 @@ def write_simulation(sim: Simulation, out: Path, zone: str = LOCAL_ZONE,
     tb = sim.ping_table()
     truth = sim.truth()
     ids = tb.device_ids
-    ts_local = iso_local(tb.ts_ms, zone)
+    ts_local = iso_local_many(tb.ts_ms, zone)
     say(f"writing {len(tb):,} pings")
 
     def ping_rows():
@@ -115,7 +76,7 @@ def write_simulation(sim: Simulation, out: Path, zone: str = LOCAL_ZONE,
 
     counts["pings.csv"] = _write_csv(out / "pings.csv", PING_COLUMNS, ping_rows())
 
-    delivered = iso_utc(tb.delivered_ms)
+    delivered = iso_utc_many(tb.delivered_ms)
 
     def truth_ping_rows():
         for i in range(len(tb)):
@@ -129,7 +90,7 @@ def write_simulation(sim: Simulation, out: Path, zone: str = LOCAL_ZONE,
 
     say("writing truth")
     v = truth.visits
-    ent, ext = iso_utc([x.entered_ms for x in v]), iso_utc([x.exited_ms for x in v])
+    ent, ext = iso_utc_many([x.entered_ms for x in v]), iso_utc_many([x.exited_ms for x in v])
     counts["truth_visits.csv"] = _write_csv(
         out / "truth_visits.csv",
         ("visit_id", "device_id", "hotspot_id", "entered_at", "exited_at", "dwell_s", "foot_s", "vehicle_s",
@@ -137,31 +98,31 @@ def write_simulation(sim: Simulation, out: Path, zone: str = LOCAL_ZONE,
         ((x.visit_id, x.device_id, x.hotspot_id, ent[i], ext[i], f"{x.dwell_s:.3f}", f"{x.foot_s:.3f}",
           f"{x.vehicle_s:.3f}", f"{x.stationary_s:.3f}", x.kind, x.episode_id, x.end_reason) for i, x in enumerate(v)))
     s = truth.stops
-    s0, s1 = iso_utc([x.started_ms for x in s]), iso_utc([x.ended_ms for x in s])
+    s0, s1 = iso_utc_many([x.started_ms for x in s]), iso_utc_many([x.ended_ms for x in s])
     counts["truth_stops.csv"] = _write_csv(
         out / "truth_stops.csv",
         ("stop_id", "device_id", "hotspot_id", "started_at", "ended_at", "duration_s", "lat", "lon", "episode_id"),
         ((x.stop_id, x.device_id, x.hotspot_id, s0[i], s1[i], f"{x.duration_s:.3f}", f"{x.lat:.7f}", f"{x.lon:.7f}",
           x.episode_id) for i, x in enumerate(s)))
     m = truth.modes
-    m0, m1 = iso_utc([x.started_ms for x in m]), iso_utc([x.ended_ms for x in m])
+    m0, m1 = iso_utc_many([x.started_ms for x in m]), iso_utc_many([x.ended_ms for x in m])
     counts["truth_modes.csv"] = _write_csv(
         out / "truth_modes.csv", ("device_id", "started_at", "ended_at", "mode", "distance_m"),
         ((x.device_id, m0[i], m1[i], x.mode, f"{x.distance_m:.1f}") for i, x in enumerate(m)))
     e = truth.episodes
-    e0, e1 = iso_utc([x.started_ms for x in e]), iso_utc([x.ended_ms for x in e])
+    e0, e1 = iso_utc_many([x.started_ms for x in e]), iso_utc_many([x.ended_ms for x in e])
     counts["truth_episodes.csv"] = _write_csv(
         out / "truth_episodes.csv",
         ("episode_id", "device_id", "kind", "hotspot_id", "started_at", "ended_at", "offset_m"),
         ((x.episode_id, x.device_id, x.kind, x.hotspot_id, e0[i], e1[i], _num(x.offset_m, ".2f"))
          for i, x in enumerate(e)))
     g = truth.gaps
-    g0, g1 = iso_utc([x.started_ms for x in g]), iso_utc([x.ended_ms for x in g])
+    g0, g1 = iso_utc_many([x.started_ms for x in g]), iso_utc_many([x.ended_ms for x in g])
     counts["truth_gaps.csv"] = _write_csv(
         out / "truth_gaps.csv", ("device_id", "started_at", "ended_at", "duration_s"),
         ((x.device_id, g0[i], g1[i], f"{(x.ended_ms - x.started_ms) / 1000:.0f}") for i, x in enumerate(g)))
     d = truth.devices
-    d0, d1 = iso_utc([x.shift_start_ms for x in d]), iso_utc([x.shift_end_ms for x in d])
+    d0, d1 = iso_utc_many([x.shift_start_ms for x in d]), iso_utc_many([x.shift_end_ms for x in d])
     counts["devices.csv"] = _write_csv(
         out / "devices.csv", ("device_id", "profile", "interval_s", "accuracy_class_m", "shift_start", "shift_end"),
         ((x.device_id, x.profile, f"{x.interval_s:g}", f"{x.accuracy_class_m:g}", d0[i], d1[i])

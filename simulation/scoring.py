@@ -32,13 +32,14 @@ Pure: no I/O. Everything needed to pool several runs is kept raw in `Scores`
 """
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
+
+from formats.timestamps import iso_utc
 
 # Acceptance targets of issue 3.
 DWELL_MEDIAN_MAX = 0.05
@@ -272,11 +273,11 @@ class Scores:
                             key=lambda f: f.start_ms - f.end_ms)[:max_rows]
         if edge_false:
             lines.append("largest false dwell on drive-bys/edge walks (device, hot spot, from, seconds):")
-            lines += [f"  {f.device_id} {f.hotspot_id} {_iso(f.start_ms)} {(f.end_ms - f.start_ms) / 1000:.0f} s ({f.kind})"
+            lines += [f"  {f.device_id} {f.hotspot_id} {iso_utc(f.start_ms)} {(f.end_ms - f.start_ms) / 1000:.0f} s ({f.kind})"
                       for f in edge_false]
         if self.stop_misses:
             lines.append("stop mismatches (device, hot spot, from, seconds, what):")
-            lines += [f"  {m.device_id} {m.hotspot_id} {_iso(m.start_ms)} {(m.end_ms - m.start_ms) / 1000:.0f} s {m.what}"
+            lines += [f"  {m.device_id} {m.hotspot_id} {iso_utc(m.start_ms)} {(m.end_ms - m.start_ms) / 1000:.0f} s {m.what}"
                       for m in self.stop_misses[:max_rows]]
         wrong = sorted(((k, v) for k, v in self.mode_seconds.items() if k[0] in SCORED_MODES and k[0] != k[1]),
                        key=lambda kv: -kv[1])
@@ -294,10 +295,6 @@ def _pct(v: float, signed: bool = False) -> str:
 
 def _f(v: float) -> str:
     return "n/a" if math.isnan(v) else f"{v:.3f}"
-
-
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 import pytest
 
 from cli import main
-from formats.replayfiles import (PING_FIELDS, _Block, _csv_block_fast, iso_utc, make_ping, parse_ts_ms)
+from formats.replayfiles import PING_FIELDS, _Block, _csv_block_fast, make_ping
+from formats.timestamps import iso_utc, parse_ts_ms
 from tests.conftest import HOTSPOT
 from tests.unit.tracks import H, T0, lat_lon
 

@@ -13,7 +13,8 @@ from simulation.simulate import (
     ACCURACY_TO_SIGMA, FOOT, STATIONARY, VEHICLE, SimConfig, Simulation, hotspots_from_features, scenario_config,
 )
 from cli import main
-from simulation.files import iso_local, parse_ts_ms, read_truth, write_simulation
+from formats.timestamps import iso_local_many, parse_ts_ms
+from simulation.files import LOCAL_ZONE, read_truth, write_simulation
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,7 @@ def test_pings_file_is_the_replay_format_in_delivery_order_with_uk_offsets(day, 
 def test_local_offsets_follow_the_uk_clock_change():
     # 2025-10-26 01:00 UTC the UK goes back from BST (+01:00) to GMT (+00:00)
     before, after = parse_ts_ms("2025-10-26T00:59:59Z"), parse_ts_ms("2025-10-26T01:00:00Z")
-    assert iso_local([before, after]) == ["2025-10-26T01:59:59+01:00", "2025-10-26T01:00:00+00:00"]
+    assert iso_local_many([before, after], LOCAL_ZONE) == ["2025-10-26T01:59:59+01:00", "2025-10-26T01:00:00+00:00"]
 
 
 # --- behaviours and truth ------------------------------------------------------
