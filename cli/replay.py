@@ -43,7 +43,8 @@ def _replay(args) -> int:
     from processors.config import ProcessingConfig
     from cli import CommandError
     from formats.hotspots import HotspotFileError, load_index
-    from formats.replayfiles import ReplayFileError, replay
+    from formats.replayfiles import ReplayFileError
+    from replay.batch import replay
 
     paths = [Path(p) for p in args.pings]
     for p in paths + [Path(args.hotspots)]:

@@ -1,7 +1,8 @@
 """Files of `hotspot replay`: ping exports in (CSV, JSON Lines, GPX), the four result CSVs out.
 
-Owns the replay formats of DESIGN.md section 2 and the batch driver that feeds
-them through processors.batch, the same functions the live worker calls.
+Owns the replay formats of DESIGN.md section 2. The batch driver that feeds
+them through processors.batch (the same functions the live worker calls) is
+replay/batch.py; `hotspot pings send` reads the same files.
 
 Input, read in the order given (file order is taken as arrival order, so the
 reorder window treats a replay like the live path would):
@@ -32,12 +33,10 @@ where it came from, and the reason).
 from __future__ import annotations
 
 import csv
-import gc
 import gzip
 import io
 import os
 import xml.parsers.expat
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, Sequence
 
@@ -46,10 +45,6 @@ import orjson
 
 from formats.timestamps import SECONDS_BELOW, iso_utc, parse_ts_ms
 
-from processors.batch import finish, process_batch
-from processors.config import ProcessingConfig
-from processors.device import DeviceState
-from processors.geofence import HotspotIndex
 from processors.model import ModeSegment, Ping, StopEnded, VisitEnded
 
 PING_FIELDS = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery",
@@ -515,79 +510,7 @@ def _why(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------
-# The run
-
-@dataclass
-class ReplaySummary:
-    pings: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    visits: int = 0
-    stops: int = 0
-    mode_segments: int = 0
-    devices: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-
-
-def replay(ping_paths: Sequence[Path], index: HotspotIndex, out_dir: Path, config: ProcessingConfig, *,
-           device: str | None = None, batch_size: int = 20_000,
-           progress: Callable[[int], None] | None = None) -> ReplaySummary:
-    """Run the pings of every file through the processors and write the four CSVs into out_dir."""
-    summary = ReplaySummary()
-    states: dict[str, DeviceState] = {}
-    visits: list[VisitEnded] = []
-    stops: list[StopEnded] = []
-    modes: list[ModeSegment] = []
-    rejected: list[tuple[Source, str, str]] = []
-
-    def collect(result) -> None:
-        states.update(result.states)
-        for e in result.events:
-            kind = type(e)
-            if kind is ModeSegment:
-                modes.append(e)
-            elif kind is VisitEnded:
-                visits.append(e)
-            elif kind is StopEnded:
-                stops.append(e)
-        summary.accepted += len(result.accepted)
-        for r in result.rejected:
-            rejected.append((source_of(r.ping), r.reason, ""))
-
-    # Replay allocates millions of small acyclic objects and keeps many: at the default
-    # thresholds the cyclic collector rescans them all the time (measured: a third of the run).
-    gc_thresholds = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
-    try:
-        _feed(ping_paths, device, progress, batch_size, states, index, config, summary, rejected, collect)
-    finally:
-        gc.set_threshold(*gc_thresholds)
-
-    summary.devices = len(states)
-    summary.visits, summary.stops, summary.mode_segments = len(visits), len(stops), len(modes)
-    summary.rejected = len(rejected)
-    for _, reason, _ in rejected:
-        summary.rejected_by_reason[reason] = summary.rejected_by_reason.get(reason, 0) + 1
-    write_outputs(out_dir, visits, stops, modes, rejected)
-    return summary
-
-
-def _feed(ping_paths, device, progress, batch_size, states, index, config, summary, rejected, collect) -> None:
-    batch: list[Ping] = []
-    n = 0
-    for path in ping_paths:
-        for pings, bad in read_blocks(Path(path), device, progress):
-            n += len(pings) + len(bad)
-            rejected.extend(bad)
-            batch.extend(pings)
-            if len(batch) >= batch_size:
-                collect(process_batch(states, batch, index, config))
-                batch = []
-    if batch:
-        collect(process_batch(states, batch, index, config))
-    collect(finish(states, index, config))
-    summary.pings = n
-
+# Output
 
 def _f(v: float) -> str:
     return f"{v:.3f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))

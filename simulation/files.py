@@ -184,23 +184,16 @@ def score_dirs(sim_dir: Path, replay_dir: Path, **kwargs) -> Scores:
     return score(read_truth(sim_dir), read_replay(replay_dir), **kwargs)
 
 
-def run_replay(sim_dir: Path, out_dir: Path) -> None:
-    """Run `hotspot replay` on a simulated day, through its command-line contract, in this process."""
-    import contextlib
-    import io
+def run_replay(sim_dir: Path, out_dir: Path, config=None) -> None:
+    """Replay a simulated day into out_dir: the batch path (replay.batch), as `hotspot replay` runs it.
 
-    from cli import main
+    `config`: the processors.config.ProcessingConfig to replay with (default: the defaults)."""
+    from formats.hotspots import load_index
+    from processors.config import ProcessingConfig
+    from replay.batch import replay
 
     sim_dir, out_dir = Path(sim_dir), Path(out_dir)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            rc = main(["replay", "--pings", str(sim_dir / "pings.csv"),
-                       "--hotspots", str(sim_dir / "hotspots.geojson"), "--out", str(out_dir)])
-        except SystemExit as exc:  # argparse rejects the arguments
-            rc = exc.code if isinstance(exc.code, int) else 2
-    if rc != 0:
-        raise RuntimeError(f"hotspot replay failed with status {rc}: {err.getvalue().strip()[-500:]}")
+    replay([sim_dir / "pings.csv"], load_index(sim_dir / "hotspots.geojson"), out_dir, config or ProcessingConfig())
 
 
 def simulate_and_score(sim: Simulation, work_dir: Path, **kwargs) -> Scores:
