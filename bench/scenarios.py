@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from simulation.scoring import Scores, pool  # noqa: E402
-from simulation.simulate import SCENARIOS, Simulation, scenario_config  # noqa: E402
+from simulation.config import SCENARIOS, scenario_config  # noqa: E402
+from simulation.simulate import Simulation  # noqa: E402
 from simulation.files import run_replay, score_dirs, write_simulation  # noqa: E402
 
 # Which acceptance checks each scenario is meant to exercise.

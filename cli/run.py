@@ -123,7 +123,8 @@ def _publish_simulated_town(s, seed: int) -> None:
     so the officers' first pings are matched against them."""
     import asyncio
 
-    from simulation.simulate import Simulation, scenario_config
+    from simulation.config import scenario_config
+    from simulation.simulate import Simulation
     from formats.hotspots import records_from_geojson
     from streams.hotspotfeed import publish, read_all
 

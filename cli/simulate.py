@@ -73,7 +73,8 @@ def _simulate(args) -> int:
     if args.live or args.via == "kafka":
         return _simulate_live(args)
 
-    from simulation.simulate import PROFILES, SCENARIOS, Simulation, scenario_config
+    from simulation.config import PROFILES, SCENARIOS, scenario_config
+    from simulation.simulate import Simulation
     from cli import CommandError
     from formats.timestamps import parse_ts_ms
     from simulation.files import write_simulation

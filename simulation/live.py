@@ -33,7 +33,8 @@ def run_prefix(now_ms: int) -> str:
 
 def plan(officers: int, seed: int, hours: float, start_ms: int, hotspots: Sequence[Mapping] | None = None,
          device_prefix: str = "sim", eager: bool = True):
-    from simulation.simulate import Simulation, scenario_config
+    from simulation.config import scenario_config
+    from simulation.simulate import Simulation
 
     config = scenario_config("mixed", seed=seed, officers=officers, hours=hours, start_ms=start_ms,
                              shift_stagger_s=0.0, device_prefix=device_prefix)

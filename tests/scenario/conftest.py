@@ -12,7 +12,8 @@ from typing import NamedTuple
 import pytest
 
 from simulation.scoring import Scores
-from simulation.simulate import Simulation, scenario_config
+from simulation.config import scenario_config
+from simulation.simulate import Simulation
 from simulation.files import run_replay, score_dirs, write_simulation
 
 

@@ -8,7 +8,8 @@ import pytest
 from simulation.scoring import (
     Predicted, Span, TruthSet, Visit, dwell_errors, false_dwell, match_stops, mode_confusion, pool, score,
 )
-from simulation.simulate import SimConfig, Simulation
+from simulation.config import SimConfig
+from simulation.simulate import Simulation
 from simulation.files import score_dirs, write_simulation
 
 S = 1000  # milliseconds per second
