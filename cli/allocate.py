@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
 
+from cli.args import bounded, iso_date
 from core import topics
 
 EXAMPLES = """examples:
@@ -48,31 +48,9 @@ def register(sub) -> None:
     p.set_defaults(handler=_allocate)
 
 
-def _as_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-03") from None
-
-
-def _days(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= v <= 3660:
-        raise argparse.ArgumentTypeError("days must be between 1 and 3660")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("the seed must be >= 0")
-    return v
+_as_date = iso_date("2025-03-03")
+_days = bounded(int, lambda v: 1 <= v <= 3660, "days must be between 1 and 3660")
+_seed = bounded(int, lambda v: v >= 0, "the seed must be >= 0")
 
 
 def schedule_rows(schedule) -> list[dict]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import date
 from pathlib import Path
+
+from cli.args import bounded, iso_date
 
 EXAMPLES = """examples:
   hotspot hotspots build --crimes 2024-*-street.csv --out hotspots.geojson
@@ -33,6 +34,11 @@ each offence, so hot spots built from it have no peak days or hours, and
 --day-night cannot use it.
 """
 
+_as_date = iso_date("2024-06-30")
+_share = bounded(float, lambda v: 0 < v <= 1, "the harm share must be between 0 and 1, e.g. 0.5")
+_positive_int = bounded(int, lambda v: v >= 1, "must be at least 1")
+_positive_float = bounded(float, lambda v: v > 0, "must be greater than 0")
+
 
 def register(sub) -> None:
     p = sub.add_parser("hotspots", help="build hot spots from crime records",
@@ -41,43 +47,6 @@ def register(sub) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     for add in SUBCOMMANDS:
         add(actions)
-
-
-def _as_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2024-06-30") from None
-
-
-def _share(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError("the harm share must be between 0 and 1, e.g. 0.5")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return v
 
 
 def add_build(actions) -> None:
@@ -292,29 +261,30 @@ LIVE_EXAMPLES = """examples:
 """
 
 
+def _live_parser(actions, name: str, help_: str, description: str, handler) -> argparse.ArgumentParser:
+    p = actions.add_parser(name, help=help_, description=description, epilog=LIVE_EXAMPLES,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(handler=handler)
+    return p
+
+
 def add_publish(actions) -> None:
-    p = actions.add_parser("publish", help="load a hot-spot file into the running system",
-                           description="Validate a hot-spot GeoJSON file and publish each hot spot, as a new version, to the "
-                                       "compacted `hotspots` topic. Workers apply it without a restart and record it in ClickHouse.",
-                           epilog=LIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", type=Path, help="GeoJSON FeatureCollection (DESIGN.md: id, name, briefing, ...)")
-    p.set_defaults(handler=_publish)
+    _live_parser(actions, "publish", "load a hot-spot file into the running system",
+                 "Validate a hot-spot GeoJSON file and publish each hot spot, as a new version, to the compacted "
+                 "`hotspots` topic. Workers apply it without a restart and record it in ClickHouse.", _publish,
+                 ).add_argument("file", type=Path, help="GeoJSON FeatureCollection (DESIGN.md: id, name, briefing, ...)")
 
 
 def add_list(actions) -> None:
-    p = actions.add_parser("list", help="the hot spots the system has now",
-                           description="Read the `hotspots` topic and list the active hot spots.",
-                           epilog=LIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.set_defaults(handler=_list)
+    _live_parser(actions, "list", "the hot spots the system has now",
+                 "Read the `hotspots` topic and list the active hot spots.", _list,
+                 ).add_argument("--json", action="store_true", help="one JSON object per line")
 
 
 def add_retire(actions) -> None:
-    p = actions.add_parser("retire", help="withdraw hot spots by id",
-                           description="Publish a tombstone for each id: workers stop matching it; ClickHouse keeps its history.",
-                           epilog=LIVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ids", nargs="+", metavar="ID")
-    p.set_defaults(handler=_retire)
+    _live_parser(actions, "retire", "withdraw hot spots by id",
+                 "Publish a tombstone for each id: workers stop matching it; ClickHouse keeps its history.", _retire,
+                 ).add_argument("ids", nargs="+", metavar="ID")
 
 
 def _publish(args) -> int:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core import topics
-
 EXAMPLES = """examples:
   hotspot pings send export.csv                    # as fast as Kafka takes them
   hotspot pings send day1.csv day2.jsonl --rate 500
@@ -54,9 +52,6 @@ def register(sub) -> None:
     s.set_defaults(handler=_send)
 
 
-BACKFILL_EXTRA = {"backfill": "true"}
-
-
 def _send(args) -> int:
     import asyncio
 
@@ -71,6 +66,8 @@ def _send(args) -> int:
     try:
         if not args.backfill:
             _check_staleness(args.files, args.device, settings.processing_config().max_age_s)
+        from replay.send import send_files
+
         sent, bad, elapsed = asyncio.run(send_files(settings.bootstrap_servers, args.files, rate=args.rate,
                                                     device=args.device, source=args.source, backfill=args.backfill))
     except ReplayFileError as exc:
@@ -82,24 +79,13 @@ def _send(args) -> int:
     return 0
 
 
-def count_stale(files: list[Path], device: str | None, max_age_s: float, now_ms: int) -> tuple[int, int]:
-    """(pings older than `max_age_s` before `now_ms`, readable pings) over the files."""
-    from formats.replayfiles import read_blocks
-
-    cutoff_ms = now_ms - max_age_s * 1000.0
-    stale = total = 0
-    for path in files:
-        for pings, _ in read_blocks(path, device):
-            total += len(pings)
-            stale += sum(1 for p in pings if p.ts_ms < cutoff_ms)
-    return stale, total
-
-
 def _check_staleness(files: list[Path], device: str | None, max_age_s: float) -> None:
     import sys
     import time
 
     from cli import CommandError
+
+    from replay.send import count_stale
 
     stale, total = count_stale(files, device, max_age_s, int(time.time() * 1000))
     if not stale:
@@ -111,58 +97,3 @@ def _check_staleness(files: list[Path], device: str | None, max_age_s: float) ->
                            "Send historical pings with --backfill.")
     print(f"warning: {what}; the worker will reject those as stale_timestamp (--backfill sends history)",
           file=sys.stderr)
-
-
-async def send_files(bootstrap: str, files: list[Path], rate: float = 0.0, device: str | None = None,
-                     source: str = "replay", progress: bool = True,
-                     backfill: bool = False) -> tuple[int, dict[str, int], float]:
-    """Publish every readable row; return (sent, unreadable rows by reason, seconds).
-
-    `backfill`: no arrival time on the pings (historical; see the module's docstring).
-    """
-    import asyncio
-    import sys
-    import time
-
-    from tqdm import tqdm
-
-    from core.codecs import codec_for
-    from core.kafka import ensure_topics, make_producer
-    from formats.replayfiles import BadRow, read_file
-    from formats.records import ping_record
-    from core.settings import get_settings
-
-    await ensure_topics(bootstrap, get_settings().partitions)
-    codec = codec_for("Ping")
-    producer = make_producer(bootstrap, linger_ms=20)
-    await producer.start()
-    bad: dict[str, int] = {}
-    sent = 0
-    pending = []
-    started = time.monotonic()
-    bar = tqdm(unit=" pings", file=sys.stderr, disable=not progress or not sys.stderr.isatty())
-    try:
-        for path in files:
-            for item in read_file(path, device=device):
-                if isinstance(item, BadRow):
-                    bad[item.reason] = bad.get(item.reason, 0) + 1
-                    continue
-                if rate > 0:
-                    # Pace against the schedule, not the previous send, so the rate holds on average.
-                    ahead_s = sent / rate - (time.monotonic() - started)
-                    if ahead_s > 0:
-                        await asyncio.sleep(ahead_s)
-                item.received_ms = None if backfill else int(time.time() * 1000)
-                value = codec.encode(ping_record(item, source, BACKFILL_EXTRA if backfill else None))
-                pending.append(await producer.send(topics.PINGS, value, key=item.device_id.encode()))
-                sent += 1
-                if len(pending) >= 2000:
-                    await asyncio.gather(*pending)
-                    bar.update(len(pending))
-                    pending.clear()
-        await asyncio.gather(*pending)  # every ping acknowledged before we say it was sent
-        bar.update(len(pending))
-    finally:
-        bar.close()
-        await producer.stop()
-    return sent, bad, time.monotonic() - started

@@ -151,44 +151,45 @@ def visit_progress_row(v) -> dict[str, Any]:
     }
 
 
+# PatrolEvent type prefix -> (table, id column, start column and field, end column and field)
+_INTERVALS = {
+    "visit": ("visits", "visit_id", ("entered_at", "entered_ms"), ("exited_at", "exited_ms")),
+    "stop": ("stops", "stop_id", ("started_at", "started_ms"), ("ended_at", "ended_ms")),
+}
+
+
+def _visit_columns(v: Mapping[str, Any], closed: bool) -> dict[str, Any]:
+    return {
+        "dwell_s": _f(v["dwell_s"]),
+        # Writers before observed/inferred existed bridged nothing: all their dwell was observed.
+        "observed_s": _f(v["dwell_s"] if v.get("observed_s") is None else v["observed_s"]),
+        "inferred_s": _f(v.get("inferred_s")),
+        "foot_s": _f(v["foot_s"]),
+        "vehicle_s": _f(v["vehicle_s"]),
+        "stationary_s": _f(v["stationary_s"]),
+        "stop_count": int(v["stop_count"] or 0),
+        "ping_count": int(v["ping_count"] or 0),
+        "end_reason": (v["end_reason"] or "other") if closed else VISIT_OPEN,
+    }
+
+
+def _stop_columns(s: Mapping[str, Any], closed: bool) -> dict[str, Any]:
+    return {"duration_s": _f(s["duration_s"]), "lat": float(s["lat"]), "lon": float(s["lon"])}
+
+
 def patrol_event_row(event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """(table, row) for a PatrolEvent: visits for visit_*, stops for stop_*, mode_segments for mode_segment."""
     kind = event["type"]
-    if kind in ("visit_started", "visit_ended"):
-        v = event["visit"]
-        closed = kind == "visit_ended"
-        return "visits", {
-            "visit_id": v["visit_id"],
-            "device_id": event["device_id"],
-            "hotspot_id": event["hotspot_id"] or "",
-            "entered_at": v["entered_ms"],
-            "exited_at": v["exited_ms"] if closed else None,
-            "dwell_s": _f(v["dwell_s"]),
-            # Writers before observed/inferred existed bridged nothing: all their dwell was observed.
-            "observed_s": _f(v["dwell_s"] if v.get("observed_s") is None else v["observed_s"]),
-            "inferred_s": _f(v.get("inferred_s")),
-            "foot_s": _f(v["foot_s"]),
-            "vehicle_s": _f(v["vehicle_s"]),
-            "stationary_s": _f(v["stationary_s"]),
-            "stop_count": int(v["stop_count"] or 0),
-            "ping_count": int(v["ping_count"] or 0),
-            "end_reason": (v["end_reason"] or "other") if closed else VISIT_OPEN,
-            "version": state_version(event["ts_ms"], closed),
-        }
-    if kind in ("stop_started", "stop_ended"):
-        s = event["stop"]
-        closed = kind == "stop_ended"
-        return "stops", {
-            "stop_id": s["stop_id"],
-            "device_id": event["device_id"],
-            "hotspot_id": event["hotspot_id"] or "",
-            "started_at": s["started_ms"],
-            "ended_at": s["ended_ms"] if closed else None,
-            "duration_s": _f(s["duration_s"]),
-            "lat": float(s["lat"]),
-            "lon": float(s["lon"]),
-            "version": state_version(event["ts_ms"], closed),
-        }
+    what, _, phase = kind.partition("_")
+    if what in _INTERVALS and phase in ("started", "ended"):
+        table, id_col, (start_col, start_field), (end_col, end_field) = _INTERVALS[what]
+        r = event[what]
+        closed = phase == "ended"
+        row = {id_col: r[id_col], "device_id": event["device_id"], "hotspot_id": event["hotspot_id"] or "",
+               start_col: r[start_field], end_col: r[end_field] if closed else None}
+        row.update((_visit_columns if what == "visit" else _stop_columns)(r, closed))
+        row["version"] = state_version(event["ts_ms"], closed)
+        return table, row
     if kind == "mode_segment":
         m = event["mode"]
         return "mode_segments", {

@@ -29,6 +29,9 @@ unusable (missing device, unparseable number or time) is a rejected row
 Output, timestamps ISO-8601 UTC with milliseconds, written only when the run
 completes: visits.csv, stops.csv, modes.csv, rejected.csv (the input row,
 where it came from, and the reason).
+
+Length (~560 lines): three input formats share one row model and its rejected-row rules, and the CSV
+reader carries a vectorised fast path that must agree with the row-by-row one (tests/unit/test_replay.py).
 """
 from __future__ import annotations
 

@@ -24,6 +24,9 @@ tools) but this codec reads and writes them as plain ints (epoch ms): the
 logical types are stripped from the schemas it hands to fastavro. That keeps
 the hot path free of datetime objects and does not change fingerprints, which
 are computed on the canonical form (logical types are not part of it).
+
+Length (~600 lines): the schema store, both framings, the compiled fast encoder and the schema-evolution
+check are one contract and are changed together; the registry client and the factory live in core/codecs.py.
 """
 from __future__ import annotations
 

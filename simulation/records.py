@@ -4,10 +4,13 @@ Times are UTC epoch milliseconds. simulation/files.py writes them; simulation/sc
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+
+from processors.model import StopEnded
 
 # ---------------------------------------------------------------------------
 # Output records (plain data). Times are UTC epoch milliseconds.
@@ -91,16 +94,9 @@ class TruthVisit(NamedTuple):
     end_reason: str      # exit | end_of_data
 
 
-class TruthStop(NamedTuple):
-    stop_id: str
-    device_id: str
-    hotspot_id: str
-    started_ms: int
-    ended_ms: int
-    duration_s: float
-    lat: float
-    lon: float
-    episode_id: str
+# A true standing stop: the columns of stops.csv, as the processors' StopEnded has them (the one owner of
+# those columns, so truth and prediction cannot drift apart), and the episode it belongs to.
+TruthStop = NamedTuple("TruthStop", [(f.name, f.type) for f in dataclasses.fields(StopEnded)] + [("episode_id", str)])
 
 
 class TruthMode(NamedTuple):

@@ -29,6 +29,9 @@ or the live path; times in UTC epoch milliseconds) and computes:
 
 Pure: no I/O. Everything needed to pool several runs is kept raw in `Scores`
 (pair errors, seconds, counts) and `pool()` recombines them.
+
+Length (~550 lines): every acceptance figure with the interval arithmetic it needs and the report that
+prints them; split further, the figures would be read away from the thresholds that judge them.
 """
 from __future__ import annotations
 

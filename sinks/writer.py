@@ -57,6 +57,10 @@ Threads. add() may be called while a flush runs in another thread (the
 async variant runs the blocking insert in a worker thread so the event loop
 keeps serving Kafka heartbeats); such rows belong to the next flush. Flushes
 are serialised.
+
+Length (~700 lines): the buffer, the three insert paths (rows, columns, Arrow), the retry policy and the
+classification of ClickHouse errors make one durability guarantee and are tested as one
+(tests/integration/test_sink_writer.py).
 """
 from __future__ import annotations
 

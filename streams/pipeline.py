@@ -28,6 +28,9 @@ per-record machinery and the per-batch table writes cost more than the
 analytics themselves (bench/RESULTS.md, "Live pipeline"). The Faust app still
 hosts the worker (streams/worker.py): this loop, the expiry timer and the
 hot-spot and allocation feeds are its task, timer and services.
+
+Length (~440 lines): the loop, its rebalance handling and the expiry timer share the device-state lock
+and the held-ping bookkeeping; everything with a job of its own is in the modules named below.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from processors.geofence import HotspotIndex
 from processors.model import STALE_TIMESTAMP, Ping
 from processors.validation import check_ping
 from core.codecs import codec_for
-from cli.pings import BACKFILL_EXTRA, count_stale
+from replay.send import BACKFILL_EXTRA, count_stale
 from formats.records import ping_from_record, ping_record
 from tests.conftest import HOTSPOT
 
