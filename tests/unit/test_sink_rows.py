@@ -1,4 +1,4 @@
-"""The column-at-once builders of sinks/rows.py and the writer's column input, without ClickHouse."""
+"""The column-at-once builders of formats/records.py and the writer's column input, without ClickHouse."""
 from __future__ import annotations
 
 import pytest
