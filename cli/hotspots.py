@@ -294,14 +294,15 @@ def _publish(args) -> int:
 
     from cli import CommandError
     from core.settings import get_settings
-    from formats.hotspots import read_collection, records_from_geojson
+    from formats.hotspots import HotspotFileError, read_collection, records_from_geojson
     from streams.hotspotfeed import publish
 
     try:
-        doc = read_collection(args.file)
-        records = records_from_geojson(doc, int(time.time() * 1000))
+        records = records_from_geojson(read_collection(args.file), int(time.time() * 1000))
+    except HotspotFileError as exc:  # already names the file
+        raise CommandError(str(exc)) from None
     except ValueError as exc:
-        raise CommandError(str(exc) if str(exc).startswith(str(args.file)) else f"{args.file}: {exc}") from None
+        raise CommandError(f"{args.file}: {exc}") from None
     settings = get_settings()
     count = asyncio.run(publish(settings.bootstrap_servers, records, settings.partitions))
     print(f"published {count} hot spot{'s' if count != 1 else ''} from {args.file}")
