@@ -289,7 +289,6 @@ def add_retire(actions) -> None:
 
 def _publish(args) -> int:
     import asyncio
-    import json
     import time
 
     from cli import CommandError
