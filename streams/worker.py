@@ -7,8 +7,10 @@ offsets are committed), a timer closes the visits of devices that went silent,
 and two more tasks follow the compacted `hotspots` and `allocations` topics,
 swapping in a new hot-spot index whenever the set changes.
 
-Crash safety, the checkpoint order and why `pings` is read with a plain
-aiokafka consumer rather than a Faust agent stream: see streams/pipeline.py.
+Crash safety and the checkpoint order: streams/checkpoint.py. Why `pings` is
+read with a plain aiokafka consumer rather than a Faust agent stream:
+streams/pipeline.py. The store is opened (`LivePipeline.open()`) before the app
+starts; readiness is the file of streams/readiness.py.
 """
 from __future__ import annotations
 
