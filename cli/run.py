@@ -60,7 +60,9 @@ class Child:
         self._fh = open(log, "ab")
         # The log is appended to across runs: readiness is judged on what this start wrote.
         self._start_offset = self._fh.tell()
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli", *args], stdout=self._fh,
+        # -P: the current directory is not put on sys.path, so a folder there named like one of our
+        # packages (core, cli, replay...) cannot stand in for it.
+        self.proc = subprocess.Popen([sys.executable, "-P", "-m", "cli", *args], stdout=self._fh,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                      preexec_fn=_die_with_parent)
 
