@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from formats.replayfiles import read_blocks, source_of, write_outputs
+from formats.replayfiles import Source, read_blocks, source_of, write_outputs
 from processors.batch import finish, process_batch
 from processors.config import ProcessingConfig
 from processors.device import DeviceState
