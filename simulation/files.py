@@ -17,8 +17,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
 from formats.timestamps import iso_local_many, iso_utc_many, parse_ts_ms
 from simulation.scoring import Predicted, Scores, Span, TruthSet, Visit, score
 from simulation.simulate import Simulation
