@@ -16,11 +16,16 @@ RUN useradd --create-home --uid 10001 hotspot
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
+COPY core core
 COPY schemas schemas
 COPY processors processors
+COPY formats formats
+COPY replay replay
+COPY simulation simulation
 COPY streams streams
 COPY sinks sinks
 COPY gateway gateway
+COPY cli cli
 COPY infra infra
 RUN pip install --no-cache-dir .
 COPY --from=web /web/node_modules web/node_modules

@@ -13,7 +13,7 @@ CHROMIUM  := /usr/bin/chromium
 
 setup: $(STAMP) $(WEB_STAMP) chromium
 	@echo "==> Kafka broker jars (Maven resolves them into .cache/kafka-jars/ the first time)"
-	@$(BIN)/python -c "from streams.broker import ensure_jars; from streams.settings import get_settings; ensure_jars(get_settings().kafka_jars_dir)"
+	@$(BIN)/python -c "from core.broker import ensure_jars; from core.settings import get_settings; ensure_jars(get_settings().kafka_jars_dir)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'

@@ -291,7 +291,7 @@ def main() -> int:
         return 0
 
     from gateway.credentials import CredentialStore, path_in
-    from streams.kafka import ensure_topics
+    from core.kafka import ensure_topics
     from tests.conftest import HOTSPOT, free_port
     from tests.integration.conftest import Broker
 

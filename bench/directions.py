@@ -147,10 +147,10 @@ def main() -> int:
     args = p.parse_args()
 
     from gateway.credentials import CredentialStore, path_in
-    from streams.broker import LocalBroker
+    from core.broker import LocalBroker
     from streams.hotspotfeed import publish
-    from streams.kafka import ensure_topics
-    from streams.settings import Settings
+    from core.kafka import ensure_topics
+    from core.settings import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-directions-"))
     broker = None
@@ -176,7 +176,7 @@ def main() -> int:
         store.close()
         port = _free_port()
         log = open(tmp / "gateway.log", "w")
-        gateway = subprocess.Popen([sys.executable, "-m", "streams.cli", "gateway", "--port", str(port),
+        gateway = subprocess.Popen([sys.executable, "-m", "cli", "gateway", "--port", str(port),
                                     "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         import urllib.request

@@ -1,7 +1,7 @@
 """The world of bench/dosage_eval.py: officers' true 1 Hz tracks and what their phones report of them.
 
 Owns the generator and the truth (issue 12's definitions), nothing else; independent of
-processors/simulation.py on purpose, so the analytics are not scored on the data they were tuned on.
+simulation/simulate.py on purpose, so the analytics are not scored on the data they were tuned on.
 
 Truth, per second of an officer's shift: position (metres in a local frame), mode label (foot,
 vehicle, stationary, cycling), and the hot spot physically containing the position. From it:

@@ -41,12 +41,12 @@ def serve(args) -> None:
     import uvicorn
     import uvloop
 
-    from gateway.config import GatewayConfig
+    from core.settings import Settings
     from gateway.main import create_app
 
-    config = GatewayConfig(bootstrap_servers=args.bootstrap, data_dir=Path(args.data_dir),
-                           device_rate_pings_per_s=1e9, device_burst_pings=1e9)
-    server = uvicorn.Server(uvicorn.Config(create_app(config=config), host="127.0.0.1", port=args.port,
+    settings = Settings(kafka_bootstrap=args.bootstrap, data_dir=Path(args.data_dir),
+                        gateway_device_rate_pings_per_s=1e9, gateway_device_burst_pings=10 ** 9)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=args.port,
                                            loop="uvloop", http="httptools", log_level="warning", access_log=False,
                                            backlog=4096))
     uvloop.run(server.serve())
@@ -164,8 +164,8 @@ def main() -> int:
     import uvloop
 
     from gateway.credentials import CredentialStore
-    from streams.kafka import ensure_topics
-    from streams.settings import get_settings
+    from core.kafka import ensure_topics
+    from core.settings import get_settings
 
     work = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     broker = None

@@ -157,7 +157,7 @@ def _start_gateway(work: Path):
 
     import httpx
 
-    from streams.kafka import ensure_topics
+    from core.kafka import ensure_topics
     from tests.integration.conftest import Broker
 
     broker = Broker(work / "kafka")

@@ -29,7 +29,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from processors.hotspots import BuildOptions, build_hotspots
-    from streams.crimefiles import read_crime_files, read_harm_table, write_geojson
+    from formats.crimes import read_crime_files, read_harm_table, write_geojson
     from tests.data.generate import synthetic_city, write_generic_csv, write_police_uk_csv
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ One run, everything on 127.0.0.1, in a throw-away directory:
    deliveries, duplicates and outliers as simulated);
 3. preloads the T pings into `pings` (received_ms = when each is produced);
 4. baseline: a bare aiokafka consumer reads `pings` from the beginning and
-   decodes every value with `Codec("Ping")`: msgs/s;
+   decodes every value with `codec_for("Ping")`: msgs/s;
 5. starts `hotspot worker` (a subprocess that owns the embedded store) and
    measures how fast it drains the backlog: committed offsets of consumer
    group `hotspot-worker` against the end offsets, polled from here; then the
@@ -204,8 +204,8 @@ class Item:
 
 def load_simulation(sim_dir: Path) -> tuple[list, list[int], int]:
     """(pings in delivery order, their delivery times, shift start) from `hotspot simulate` output."""
-    from streams.replayfiles import BadRow, read_file
-    from streams.simfiles import parse_ts_ms
+    from formats.replayfiles import BadRow, read_file
+    from formats.timestamps import parse_ts_ms
 
     pings = [p for p in read_file(sim_dir / "pings.csv") if not isinstance(p, BadRow)]
     delivered: list[int] = []
@@ -267,10 +267,10 @@ def start_at(items: list[Item], base_ms: int) -> None:
 # --------------------------------------------------------------------------- Kafka helpers
 
 async def preload(bootstrap: str, items: list[Item]) -> float:
-    from schemas.codec import Codec
-    from streams.kafka import make_producer
+    from core.codecs import codec_for
+    from core.kafka import make_producer
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     producer = make_producer(bootstrap, linger_ms=20)
     await producer.start()
     t0 = time.perf_counter()
@@ -309,9 +309,9 @@ async def baseline(bootstrap: str, total: int, time_limit_s: float) -> dict:
     """A bare consume-and-decode loop over `pings` from the beginning."""
     from aiokafka import AIOKafkaConsumer
 
-    from schemas.codec import Codec
+    from core.codecs import codec_for
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     consumer = AIOKafkaConsumer("pings", bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     t_start = time.perf_counter()
@@ -417,8 +417,8 @@ async def run(args, procs: Processes, data_dir: Path, bootstrap: str, metrics_po
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.structs import TopicPartition
 
-    from streams.kafka import ensure_topics
-    from streams.settings import Settings
+    from core.kafka import ensure_topics
+    from core.settings import Settings
 
     settings = Settings()
     dsn = settings.effective_clickhouse_dsn
@@ -593,10 +593,10 @@ async def run(args, procs: Processes, data_dir: Path, bootstrap: str, metrics_po
 
 
 async def latency_phase(args, procs, data_dir, dsn, bootstrap, metrics_port, items: list[Item], results: dict) -> None:
-    from schemas.codec import Codec
-    from streams.kafka import make_producer
+    from core.codecs import codec_for
+    from core.kafka import make_producer
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     producer = make_producer(bootstrap)  # as the gateway's: acks=all, idempotent, linger 5 ms
     await producer.start()
     text_before = scrape(metrics_port)
@@ -780,10 +780,10 @@ _SUBTREES = [
     ("streams/pipeline.py LivePipeline._handle (whole batch, main thread)", _fn("streams/pipeline.py", "_handle")),
     ("  processors.batch.process_batch", _fn("processors/batch.py", "process_batch")),
     ("  Codec.decode_many", _fn("schemas/codec.py", "decode_many")),
-    ("  ping_from_record (Ping objects)", _fn("streams/rows.py", "ping_from_record")),
-    ("  LivePipeline._add_rows (ClickHouse rows)", _fn("streams/pipeline.py", "_add_rows")),
-    ("  LivePipeline._queue_publish (events, rejects encoded)", _fn("streams/pipeline.py", "_queue_publish")),
-    ("LivePipeline._checkpoint", _fn("streams/pipeline.py", "_checkpoint")),
+    ("  ping_from_record (Ping objects)", _fn("formats/records.py", "ping_from_record")),
+    ("  Emitter._add_rows (ClickHouse rows)", _fn("streams/emit.py", "_add_rows")),
+    ("  Emitter._queue_publish (events, rejects encoded)", _fn("streams/emit.py", "_queue_publish")),
+    ("Checkpoint.run (LivePipeline._checkpoint)", _fn("streams/checkpoint.py", "run")),
     ("  DeviceStates.write_dirty (changelog: to_bytes + send)", _fn("streams/statestore.py", "write_dirty")),
     ("LivePipeline._next_batch (getmany)", _fn("streams/pipeline.py", "_next_batch")),
     ("aiokafka producer (sender, accumulator, socket writes)", lambda f: "aiokafka/producer/" in (f.file_path or "")),

@@ -6,7 +6,7 @@ pings as the topic holds them, and times, per micro-batch, the steps the live
 worker performs on its main thread, in a plain loop on one core:
 
     decode (Codec.decode)  ->  Ping objects  ->  load device state (from_bytes)
-    ->  process_batch  ->  save device state (to_bytes)  ->  table rows (sinks.rows)
+    ->  process_batch  ->  save device state (to_bytes)  ->  table rows (formats.records)
     ->  ClickHouseWriter.add  ->  flush (one insert per table into embedded chDB)
 
 The state of each device is kept as bytes between batches, as the worker keeps it
@@ -45,15 +45,14 @@ def main() -> int:
 
     import pipeline as pb  # bench/pipeline.py: simulation loading and replicas
 
-    from schemas.codec import Codec
-    from sinks import rows as table_rows
+    from core.codecs import codec_for
+    from formats import records as rows
     from sinks.clickhouse import make_client, migrate
     from sinks.writer import ClickHouseWriter
     from processors.batch import process_batch
     from processors.config import ProcessingConfig
     from processors.device import DeviceState
-    from streams import rows
-    from streams.replayfiles import load_hotspots
+    from formats.hotspots import load_index as load_hotspots
 
     tmp = Path(tempfile.mkdtemp(prefix="hotspot-bench-costs-"))
     sim_dir = args.sim
@@ -69,7 +68,7 @@ def main() -> int:
     items = pb.replicas(pings, delivered, sim_start, "T", args.replicas, 0.0, 7.5, 25.0, now - 45 * 60_000)[:args.pings]
     index = load_hotspots(sim_dir / "hotspots.geojson")
     config = ProcessingConfig()
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     values = []
     for it in items:
         it.received_ms = now
@@ -112,13 +111,13 @@ def main() -> int:
             for acc in result.accepted:
                 # pings held over from an earlier batch come back from the state bytes as new objects
                 rec = rec_of.get(id(acc.ping)) or rows.ping_record(acc.ping)
-                writer.add("pings", table_rows.ping_row(rec, hotspot_ids=acc.hotspot_ids,
+                writer.add("pings", rows.ping_row(rec, hotspot_ids=acc.hotspot_ids,
                                                         low_accuracy=acc.low_accuracy))
             for rj in result.rejected:
                 rec = rows.reject_record(rj, rec_of.get(id(rj.ping)))
-                writer.add("pings_rejected", table_rows.rejected_row(rec, f"{rj.ping.device_id}/{rj.ping.ts_ms}"))
+                writer.add("pings_rejected", rows.rejected_row(rec, f"{rj.ping.device_id}/{rj.ping.ts_ms}"))
             for ev in result.events:
-                table, row = table_rows.patrol_event_row(rows.event_record(ev))
+                table, row = rows.patrol_event_row(rows.event_record(ev))
                 writer.add(table, row)
             events += len(result.events)
             h = time.perf_counter()

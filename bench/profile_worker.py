@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> None:
     out, kind = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "pyinstrument")
-    from streams.settings import get_settings
+    from core.settings import get_settings
     from streams.worker import run_worker
 
     settings = get_settings()

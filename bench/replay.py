@@ -164,7 +164,8 @@ def main() -> None:
 
     from processors.batch import finish, process_batch
     from processors.config import ProcessingConfig
-    from streams.replayfiles import BadRow, load_hotspots, read_file
+    from formats.hotspots import load_index as load_hotspots
+    from formats.replayfiles import BadRow, read_file
 
     gc.set_threshold(100_000, 50, 100)
     t = time.perf_counter()

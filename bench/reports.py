@@ -135,7 +135,7 @@ def main() -> int:
     from reports.render import write_report
     from reports.store import Store
     from sinks.clickhouse import make_client, migrate
-    from streams.settings import Settings
+    from core.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         dsn = f"chdb://{Path(tmp) / 'ch'}"

@@ -31,7 +31,7 @@ def main() -> None:
 
     from sinks.clickhouse import make_client, migrate
     from sinks.retention import apply_retention, days_by_table
-    from streams.settings import Settings
+    from core.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         client = make_client(f"chdb://{Path(tmp) / 'ch'}")

@@ -1,8 +1,8 @@
 """Issue 3 acceptance figures over many seeded scenarios.
 
-For each scenario and seed: simulate a day (processors.simulation), write it,
+For each scenario and seed: simulate a day (simulation.simulate), write it,
 run `hotspot replay` on it through its command line, and score the output
-against the simulator's truth (processors.evaluation). Prints one row per run,
+against the simulator's truth (simulation.scoring). Prints one row per run,
 then the figures pooled over the seeds with the targets they must meet:
 dwell and stops on the scenarios where officers patrol (mixed, patrols), false
 dwell on edges_15m (only drive-bys and edge walks 10-25 m outside, 15 m
@@ -24,9 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from processors.evaluation import Scores, pool  # noqa: E402
-from processors.simulation import SCENARIOS, Simulation, scenario_config  # noqa: E402
-from streams.simfiles import run_replay, score_dirs, write_simulation  # noqa: E402
+from simulation.scoring import Scores, pool  # noqa: E402
+from simulation.config import SCENARIOS, scenario_config  # noqa: E402
+from simulation.simulate import Simulation  # noqa: E402
+from simulation.files import run_replay, score_dirs, write_simulation  # noqa: E402
 
 # Which acceptance checks each scenario is meant to exercise.
 APPLIES = {

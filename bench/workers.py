@@ -66,7 +66,7 @@ def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
 async def _committed_and_end(bootstrap: str) -> tuple[dict[int, int], dict[int, int]]:
     from aiokafka import TopicPartition
 
-    from streams.kafka import make_consumer
+    from core.kafka import make_consumer
 
     consumer = make_consumer(bootstrap_servers=bootstrap, group_id=GROUP, enable_auto_commit=False)
     await consumer.start()
@@ -80,7 +80,7 @@ async def _committed_and_end(bootstrap: str) -> tuple[dict[int, int], dict[int, 
 
 
 def _members(bootstrap: str) -> dict[str, list[int]]:
-    from streams.kafka import group_assignment
+    from core.kafka import group_assignment
 
     return asyncio.run(group_assignment(bootstrap, GROUP, TOPIC))
 

@@ -20,10 +20,11 @@ from typing import Any
 
 import orjson
 
+from core import topics
 from gateway.deps import ApiError
 from gateway.publisher import KafkaUnavailable
 
-TOPIC = "audit"
+TOPIC = topics.AUDIT
 log = logging.getLogger(__name__)
 
 _codec = None
@@ -32,9 +33,9 @@ _codec = None
 def codec():
     global _codec
     if _codec is None:
-        from schemas.codec import codec_for
+        from core.codecs import codec_for
 
-        _codec = codec_for("Audit", "")
+        _codec = codec_for("Audit")
     return _codec
 
 

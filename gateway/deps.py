@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from gateway.config import GatewayConfig
+from core.settings import Settings
 from gateway.credentials import CredentialStore, Principal
 from gateway.held import HeldPings
 from gateway.publisher import Publisher
@@ -47,12 +47,12 @@ class ApiError(Exception):
 
 @dataclass
 class GatewayState:
-    config: GatewayConfig
+    settings: Settings  # the one settings model: the gateway reads its gateway_* fields
     credentials: CredentialStore
     publisher: Publisher
     limiter: RateLimiter
     held: HeldPings | None = None  # OwnTracks pings over their rate; None: they get 429 like the others
-    # Unknown OsmAnd identifiers per source address (gateway.ingest.osmand); build_state sizes it from the config.
+    # Unknown OsmAnd identifiers per source address (gateway.ingest.osmand); build_state sizes it from the settings.
     osmand_misses: RateLimiter = field(default_factory=lambda: RateLimiter(0.02, 10))
     # Users and the officer app (issue 14; gateway.auth, gateway.officer): None until installed.
     sessions: Any = None
@@ -82,7 +82,7 @@ PublisherDep = Annotated[Publisher, Depends(get_publisher)]
 
 async def raw_body(request: Request) -> bytes:
     """The request body, refused with 413 past `max_body_bytes` (checked while reading, not only the header)."""
-    limit = request.app.state.gateway.config.max_body_bytes
+    limit = request.app.state.gateway.settings.gateway_max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
         try:

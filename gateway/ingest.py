@@ -132,8 +132,8 @@ async def _post_pings(device, body: bytes, state, publisher) -> Response:
     items = [data] if single else data
     if not items:
         raise ApiError(422, "empty_batch", "the array holds no pings", field="body")
-    if len(items) > state.config.max_batch_pings:
-        raise ApiError(413, "batch_too_large", f"{len(items)} pings; at most {state.config.max_batch_pings} per request",
+    if len(items) > state.settings.gateway_max_batch_pings:
+        raise ApiError(413, "batch_too_large", f"{len(items)} pings; at most {state.settings.gateway_max_batch_pings} per request",
                        field="body")
     rate_limit(state, device.name, len(items), "native")
     pings, rejected = [], []
@@ -213,7 +213,7 @@ async def osmand(request: Request, body: bytes, state, publisher) -> Response:
     refills, whatever it sends, so guessing cannot go fast and a hit among the
     guesses does not show.
     """
-    if not state.config.osmand_enabled:
+    if not state.settings.gateway_osmand_enabled:
         raise StarletteHTTPException(404)  # as if the route did not exist
     received_ms = _now_ms()
     address = request.client.host if request.client is not None else ""
@@ -253,7 +253,7 @@ async def osmand(request: Request, body: bytes, state, publisher) -> Response:
             ping = parse_traccar_json(json_body, device_id=device.name, received_ms=received_ms)
         else:
             ping = parse_osmand(params, device_id=device.name, received_ms=received_ms,
-                                speed_unit=state.config.osmand_speed_unit)
+                                speed_unit=state.settings.gateway_osmand_speed_unit)
     except FieldError as exc:
         metrics.PINGS_REJECTED.labels("osmand", "invalid_field").inc()
         raise _field_error(exc, 400) from None

@@ -31,6 +31,7 @@ import orjson
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+from core import topics
 from gateway.deps import ApiError, SupervisorUser
 from gateway.livefeed import LiveHub
 
@@ -55,8 +56,8 @@ router = APIRouter(tags=["control room"], lifespan=_lifespan)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "control"
 LEAFLET_DIR = "leaflet/dist"  # under settings.web_assets_dir (web/node_modules)
-TOPIC_SCHEMAS = {"pings": "Ping", "patrol-events": "PatrolEvent", "assignments": "Assignment",
-                 "activity": "Activity", "hotspots": "Hotspot", "allocations": "Allocation"}
+TOPIC_SCHEMAS = {topics.PINGS: "Ping", topics.PATROL_EVENTS: "PatrolEvent", topics.ASSIGNMENTS: "Assignment",
+                 topics.ACTIVITY: "Activity", topics.HOTSPOTS: "Hotspot", topics.ALLOCATIONS: "Allocation"}
 KEEPALIVE_S = 15.0
 TICK_S = 1.0
 DOSAGE_REFRESH_S = 15.0
@@ -85,7 +86,7 @@ class LiveFollower:
         self.problem: str | None = None
         self._task: asyncio.Task | None = None
         self._consumer = None
-        from schemas.codec import codec_for
+        from core.codecs import codec_for
 
         self.codecs = {topic: codec_for(schema) for topic, schema in TOPIC_SCHEMAS.items()}
 
@@ -122,7 +123,7 @@ class LiveFollower:
     async def _start_consumer(self):
         from aiokafka import TopicPartition
 
-        from streams.kafka import make_consumer
+        from core.kafka import make_consumer
 
         consumer = (self.consumer_factory or make_consumer)(bootstrap_servers=self.bootstrap, group_id=None,
                                                             enable_auto_commit=False, auto_offset_reset="latest")
@@ -137,8 +138,8 @@ class LiveFollower:
             parts += [TopicPartition(topic, p) for p in sorted(found)]
         consumer.assign(parts)
         now = _now_ms()
-        since = {"pings": now - self.ping_lookback_ms, "activity": now - self.duty_lookback_ms,
-                 "assignments": now - self.duty_lookback_ms, "patrol-events": self.day_start_ms(now)}
+        since = {topics.PINGS: now - self.ping_lookback_ms, topics.ACTIVITY: now - self.duty_lookback_ms,
+                 topics.ASSIGNMENTS: now - self.duty_lookback_ms, topics.PATROL_EVENTS: self.day_start_ms(now)}
         timed = {tp: max(0, since[tp.topic]) for tp in parts if tp.topic in since}
         found_offsets = await consumer.offsets_for_times(timed) if timed else {}
         for tp in parts:
@@ -189,7 +190,7 @@ class LiveFollower:
     def _apply(self, topic: str, record, now_ms: int, emit: bool) -> None:
         hub = self.hub
         try:
-            if topic == "hotspots":
+            if topic == topics.HOTSPOTS:
                 key = record.key.decode() if record.key else ""
                 hub.on_hotspot(key, None if record.value is None else self.codecs[topic].decode(record.value),
                                now_ms, emit)
@@ -197,15 +198,15 @@ class LiveFollower:
             if record.value is None:
                 return
             value = self.codecs[topic].decode(record.value)
-            if topic == "pings":
+            if topic == topics.PINGS:
                 hub.on_ping(value, now_ms, emit)
-            elif topic == "patrol-events":
+            elif topic == topics.PATROL_EVENTS:
                 hub.on_patrol_event(value, now_ms, emit)
-            elif topic == "assignments":
+            elif topic == topics.ASSIGNMENTS:
                 hub.on_assignment(value, now_ms, emit)
-            elif topic == "activity":
+            elif topic == topics.ACTIVITY:
                 hub.on_activity(value, now_ms, emit)
-            elif topic == "allocations":
+            elif topic == topics.ALLOCATIONS:
                 hub.on_allocation(value)
         except Exception as exc:  # one bad record must not stop the feed
             log.warning("live feed: skipped a record of %s at offset %s: %s", topic, record.offset, exc)
@@ -232,7 +233,7 @@ def install(app: FastAPI, settings, state, *, follow: bool = True) -> None:
                   signal_lost_s=settings.live_signal_lost_s, foot_max_mps=processing.foot_max_mps,
                   vehicle_min_mps=processing.vehicle_min_mps, teams=settings.control_teams, day_of=day_of)
     app.state.live_hub = hub
-    follower = LiveFollower(hub, state.config.bootstrap_servers, ping_lookback_s=settings.live_ping_lookback_s,
+    follower = LiveFollower(hub, state.settings.bootstrap_servers, ping_lookback_s=settings.live_ping_lookback_s,
                             duty_lookback_s=settings.live_duty_lookback_s, day_start_ms=day_start_ms)
     if not follow:
         follower.ready.set()
@@ -310,25 +311,25 @@ async def officer_today(device_id: str, request: Request, user: SupervisorUser) 
     since_ms = hub.path_since_ms(device_id, int(request.app.state.live_follower.day_start_ms(now)))
     if officer is None or since_ms is None:
         raise ApiError(404, "not_found", "no officer on duty with this device", field="device_id")
-    path, problem = await asyncio.to_thread(_path_today, device_id, since_ms)
+    path, problem = await asyncio.to_thread(_path_today, request.app.state.control_settings, device_id, since_ms)
     await _audit(request, user, "path_view", device_id, {"since_ms": since_ms, "points": len(path)})
     body = {"officer": officer.view(now, hub.team_of(device_id)), "assignment": officer.assignment,
             "path": path, "path_problem": problem}
     return Response(orjson.dumps(body), media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-def _path_today(device_id: str, since_ms: int) -> tuple[list[list[float]], str | None]:
-    """Today's accepted fixes of one device from ClickHouse (the one reader of stored rows), thinned to 2,000."""
-    from streams.cli import CommandError
-    from streams.cli.sql import run_readonly
+def _path_today(settings, device_id: str, since_ms: int) -> tuple[list[list[float]], str | None]:
+    """Today's accepted fixes of one device from ClickHouse, read the way the officer API reads today's dosage
+    (gateway.dosage.make_reader: the worker's query server for the embedded store), thinned to 2,000."""
+    from gateway.dosage import make_reader
 
     safe = device_id.replace("\\", "\\\\").replace("'", "\\'")
-    query = (f"SELECT toUnixTimestamp64Milli(ts) AS t, lat, lon FROM hotspot.pings WHERE device_id = '{safe}' "
-             f"AND ts >= fromUnixTimestamp64Milli(toInt64({int(since_ms)})) ORDER BY ts")
+    query = (f"SELECT toUnixTimestamp64Milli(ts) AS t, lat, lon FROM {settings.clickhouse_database}.pings "
+             f"WHERE device_id = '{safe}' AND ts >= fromUnixTimestamp64Milli(toInt64({int(since_ms)})) ORDER BY ts")
     try:
-        _, rows = run_readonly(query)
-    except CommandError as exc:
-        return [], str(exc)
+        rows = make_reader(settings)(query)
+    except Exception as exc:  # store away, owner busy, limits: the page shows the problem instead of a path
+        return [], str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     step = max(1, len(rows) // 2000)
     return [[int(r[0]), float(r[1]), float(r[2])] for r in rows[::step]], None
 

@@ -1,12 +1,12 @@
 """The gateway application: routers, health, metrics and error rendering. Nothing else lives here.
 
-`create_app()` builds everything from `streams.settings.get_settings()`; tests
-and the benchmark pass their own `config`, `producer` (anything with
+`create_app()` builds everything from `core.settings.get_settings()`; tests
+and the benchmark pass their own `Settings`, `producer` (anything with
 aiokafka's `send`) or `credentials`. Run with
 `uvicorn --factory gateway.main:create_app` or `hotspot gateway`.
 
 At start the gateway makes sure the topic it writes exists, with the
-configured partition count, through `streams.kafka.ensure_topics` (the one
+configured partition count, through `core.kafka.ensure_topics` (the one
 place topics are created), so a gateway started before any worker takes pings
 at once. A topic it cannot create stops the start with `GatewayStartError`
 naming it (an existing topic with another partition count is used, with a
@@ -31,8 +31,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import ingest, metrics, officer
-from gateway.config import GatewayConfig
-from gateway.credentials import CredentialStore
+from core import topics
+from core.settings import Settings
+from gateway.credentials import CredentialStore, path_in
 from gateway.deps import ApiError, GatewayState
 from gateway.held import HeldPings
 from gateway.publisher import Publisher
@@ -41,43 +42,47 @@ from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
 
-GATEWAY_TOPICS = ("pings", "assignments", "activity", "audit")  # what the gateway writes
+# Under the data directory: pings waiting for Kafka (gateway.spool) and OwnTracks pings over their rate (gateway.held).
+SPOOL_DIR = "gateway-spool"
+HELD_DIR = "gateway-held"
+
+GATEWAY_TOPICS = (topics.PINGS, topics.ASSIGNMENTS, topics.ACTIVITY, topics.AUDIT)  # what the gateway writes
 
 
 class GatewayStartError(Exception):
     """The gateway must not serve: a topic it needs is missing and cannot be created, or has the wrong shape."""
 
 
-async def prepare_topics(config: GatewayConfig) -> list[str]:
-    """Create the gateway's missing topics with `config.partitions`; return the names created.
+async def prepare_topics(settings: Settings) -> list[str]:
+    """Create the gateway's missing topics with `settings.partitions`; return the names created.
 
     Raises GatewayStartError when a topic is missing and cannot be created;
     KafkaConnectionError (or TimeoutError) when Kafka cannot be reached.
     """
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
-    from streams.kafka import TOPICS, describe_topics, ensure_topics
+    from core.kafka import TOPICS, describe_topics, ensure_topics
 
     specs = [t for t in TOPICS if t.name in GATEWAY_TOPICS]
     try:
-        created = await ensure_topics(config.bootstrap_servers, config.partitions, specs)
-        counts = await describe_topics(config.bootstrap_servers)
+        created = await ensure_topics(settings.bootstrap_servers, settings.partitions, specs)
+        counts = await describe_topics(settings.bootstrap_servers)
     except KafkaConnectionError:
         raise
     except KafkaError as exc:
         raise GatewayStartError(f"Kafka topic(s) {', '.join(GATEWAY_TOPICS)} missing and not creatable ({exc}): create "
-                                f"them with {config.partitions} partitions, or let the gateway create topics") from None
+                                f"them with {settings.partitions} partitions, or let the gateway create topics") from None
     for name in GATEWAY_TOPICS:
         if name in created:
-            continue  # just created with config.partitions; metadata may not show it yet
+            continue  # just created with settings.partitions; metadata may not show it yet
         if name not in counts:
             raise GatewayStartError(f"Kafka topic {name!r} is missing after creating it")
-        if counts[name] != config.partitions:
+        if counts[name] != settings.partitions:
             # Not fatal: the worker follows the topic's count (its changelog must match the topic, not the setting).
             log.warning("Kafka topic %r has %d partitions, HOTSPOT_PARTITIONS says %d: the topic's count is used",
-                        name, counts[name], config.partitions)
+                        name, counts[name], settings.partitions)
     if created:
-        log.info("created Kafka topic(s) %s with %d partitions", ", ".join(created), config.partitions)
+        log.info("created Kafka topic(s) %s with %d partitions", ", ".join(created), settings.partitions)
     return created
 
 
@@ -143,35 +148,36 @@ class _CountRequests:
         await self.app(scope, receive, counting_send)
 
 
-def build_state(config: GatewayConfig, *, producer: Any = None, credentials: CredentialStore | None = None,
+def build_state(settings: Settings, *, producer: Any = None, credentials: CredentialStore | None = None,
                 spool: Spool | None = None) -> GatewayState:
-    from schemas.codec import codec_for
+    from core.codecs import codec_for
 
-    codec = codec_for("Ping", config.schema_registry_url)
+    s = settings
+    codec = codec_for("Ping", s)
     factory = on_connect = None
     if producer is None:
-        from streams.kafka import make_producer
+        from core.kafka import make_producer
 
         def factory():
-            return make_producer(config.bootstrap_servers)
+            return make_producer(s.bootstrap_servers)
 
         async def on_connect():
-            await prepare_topics(config)  # Kafka was away at start, or a topic was deleted since
+            await prepare_topics(s)  # Kafka was away at start, or a topic was deleted since
 
     publisher = Publisher(codec=codec, producer=producer, producer_factory=factory,
-                          spool=spool if spool is not None else Spool(config.spool_dir),
-                          ack_timeout_s=config.ack_timeout_s, on_connect=on_connect)
-    limiter = RateLimiter(config.device_rate_pings_per_s, config.device_burst_pings)
-    held = HeldPings(config.held_dir, limiter, max_per_device=config.owntracks_held_max_per_device,
-                     max_total=config.owntracks_held_max_total, park_s=config.owntracks_park_s,
-                     park_per_device=config.owntracks_park_per_device, park_total=config.owntracks_park_total)
+                          spool=spool if spool is not None else Spool(s.data_dir / SPOOL_DIR),
+                          ack_timeout_s=s.gateway_ack_timeout_s, on_connect=on_connect)
+    limiter = RateLimiter(s.gateway_device_rate_pings_per_s, s.gateway_device_burst_pings)
+    held = HeldPings(s.data_dir / HELD_DIR, limiter, max_per_device=s.gateway_owntracks_held_max_per_device,
+                     max_total=s.gateway_owntracks_held_max_total, park_s=s.gateway_owntracks_park_s,
+                     park_per_device=s.gateway_owntracks_park_per_device, park_total=s.gateway_owntracks_park_total)
     return GatewayState(
-        config=config,
-        credentials=credentials or CredentialStore(config.credentials_path, refresh_s=config.credentials_refresh_s),
+        settings=s,
+        credentials=credentials or CredentialStore(path_in(s.data_dir), refresh_s=s.gateway_credentials_refresh_s),
         publisher=publisher,
         limiter=limiter,
         held=held,
-        osmand_misses=RateLimiter(config.osmand_unknown_per_s, config.osmand_unknown_burst),
+        osmand_misses=RateLimiter(s.gateway_osmand_unknown_per_s, s.gateway_osmand_unknown_burst),
     )
 
 
@@ -238,15 +244,14 @@ def _install_docs(app: FastAPI, assets_dir: Path) -> None:
         return page
 
 
-def create_app(settings=None, *, config: GatewayConfig | None = None, producer: Any = None,
+def create_app(settings: Settings | None = None, *, producer: Any = None,
                credentials: CredentialStore | None = None, spool: Spool | None = None) -> FastAPI:
-    """The gateway. `producer`: an already started producer to use instead of the app's own."""
-    from streams.settings import get_settings
+    """The gateway under `settings` (default: the process's). `producer`: an already started producer to use
+    instead of the app's own."""
+    from core.settings import get_settings
 
     settings = settings or get_settings()
-    if config is None:
-        config = GatewayConfig.from_settings(settings)
-    state = build_state(config, producer=producer, credentials=credentials, spool=spool)
+    state = build_state(settings, producer=producer, credentials=credentials, spool=spool)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -254,7 +259,7 @@ def create_app(settings=None, *, config: GatewayConfig | None = None, producer: 
             from aiokafka.errors import KafkaConnectionError
 
             try:
-                await asyncio.wait_for(prepare_topics(config), config.ack_timeout_s)
+                await asyncio.wait_for(prepare_topics(settings), settings.gateway_ack_timeout_s)
             except (KafkaConnectionError, OSError, asyncio.TimeoutError) as exc:
                 log.warning("Kafka not reachable at start (%s): its topics are checked when it is", exc)
             except GatewayStartError as exc:

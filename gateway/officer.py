@@ -41,6 +41,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from core import topics
 from gateway import auth
 from gateway.deps import AnyUser, ApiError, OfficerUser
 from gateway.publisher import KafkaUnavailable
@@ -185,7 +186,7 @@ class OfficerService:
             return
         from streams.hotspotfeed import CompactedFeed, HotspotFeed
 
-        bootstrap = state.config.bootstrap_servers
+        bootstrap = state.settings.bootstrap_servers
 
         def hotspots_changed(current, _retired):
             self.set_hotspots(current.values())
@@ -197,7 +198,7 @@ class OfficerService:
             # Kafka may be away at the gateway's start: keep trying in the background, the routes answer
             # from what is known meanwhile (no hot spots: 409 no_eligible_hotspot).
             for feed in (HotspotFeed(bootstrap, on_change=hotspots_changed),
-                         CompactedFeed(bootstrap, on_change=allocations_changed, topic="allocations",
+                         CompactedFeed(bootstrap, on_change=allocations_changed, topic=topics.ALLOCATIONS,
                                        schema="Allocation")):
                 while True:
                     try:
@@ -220,11 +221,11 @@ class OfficerService:
         """Read `assignments` and `activity` from 24 h back, then follow them."""
         from aiokafka import TopicPartition
 
-        from schemas.codec import Codec
-        from streams.kafka import make_consumer
+        from core.codecs import codec_for
+        from core.kafka import make_consumer
 
-        codecs = {"assignments": (Codec("Assignment"), self.apply_assignment),
-                  "activity": (Codec("Activity"), self.apply_activity)}
+        codecs = {topics.ASSIGNMENTS: (codec_for("Assignment"), self.apply_assignment),
+                  topics.ACTIVITY: (codec_for("Activity"), self.apply_activity)}
         while True:
             consumer = make_consumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                      auto_offset_reset="earliest")
@@ -281,15 +282,15 @@ class OfficerService:
 def install(app, state, settings) -> None:
     from gateway.dosage import DosageReader, make_reader
     from gateway.idempotency import FILE_NAME, IdempotencyStore
-    from schemas.codec import codec_for
+    from core.codecs import codec_for
 
-    data_dir = state.config.data_dir
+    data_dir = state.settings.data_dir
     state.sessions = auth.build_sessions(settings, data_dir)
     state.signin_limiter = RateLimiter(settings.signin_per_s, settings.signin_burst)
     # Only a gateway with its own Kafka producer follows the topics; tests pass a producer and set the state.
     service = OfficerService(settings, follow=state.publisher._owns_producer)
-    service.assignment_codec = codec_for("Assignment", state.config.schema_registry_url)
-    service.activity_codec = codec_for("Activity", state.config.schema_registry_url)
+    service.assignment_codec = codec_for("Assignment", state.settings)
+    service.activity_codec = codec_for("Activity", state.settings)
     service.idempotency = IdempotencyStore(data_dir / FILE_NAME, ttl_s=settings.idempotency_ttl_s)
     service.dosage = DosageReader(make_reader(settings), service.day_bounds, database=settings.clickhouse_database,
                                   interval_s=settings.dosage_cache_s)
@@ -353,7 +354,7 @@ async def post_duty(body: DutyIn, user: OfficerUser, service: Service, request: 
     record = {"activity_id": f"duty-{secrets.token_hex(10)}", "user": user.name, "device_id": user.device_id,
               "ts_ms": now, "kind": "duty_on" if body.on_duty else "duty_off", "hotspot_id": None,
               "assignment_id": None, "note": None, "lat": body.lat, "lon": body.lon, "attributes": {}}
-    await _publish(request.app.state.gateway, "activity", user.name, service.activity_codec, record)
+    await _publish(request.app.state.gateway, topics.ACTIVITY, user.name, service.activity_codec, record)
     service.apply_activity(record)
     return _json(200, {"on_duty": body.on_duty, "since": _iso(now)})
 
@@ -432,7 +433,7 @@ async def directions(body: DirectionsIn, user: OfficerUser, service: Service, re
               "distance_m": round(o.distance_m, 1), "candidates": len(choice.eligible), "trial_day": day,
               "arm": arm, "seed": seed, "eligible": choice.eligible, "weights": choice.weights,
               "dosage_known": today.dosage_known, "target_minutes": o.target_minutes}
-    await _publish(request.app.state.gateway, "assignments", user.name, service.assignment_codec, record)
+    await _publish(request.app.state.gateway, topics.ASSIGNMENTS, user.name, service.assignment_codec, record)
     service.apply_assignment(record)
     return _json(201, {
         "assignment_id": record["assignment_id"],
@@ -490,7 +491,7 @@ async def post_activity(body: ActivityIn, user: OfficerUser, service: Service, r
                   "kind": body.kind, "hotspot_id": hotspot_id, "assignment_id": body.assignment_id,
                   "note": body.note or None, "lat": body.lat, "lon": body.lon,
                   "attributes": {"client_id": body.client_id}}
-        await _publish(request.app.state.gateway, "activity", user.name, service.activity_codec, record)
+        await _publish(request.app.state.gateway, topics.ACTIVITY, user.name, service.activity_codec, record)
         service.apply_activity(record)
         answer = orjson.dumps({"activity_id": activity_id, "hotspot_id": hotspot_id, "stored": True})
         store.put(user.name, "activity:" + body.client_id, 202, answer)

@@ -28,19 +28,18 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import orjson
+
+from formats.timestamps import parse_ts_ms
 
 KNOT_MPS = 1852.0 / 3600.0
 KMH_MPS = 1.0 / 3.6
 MPH_MPS = 1609.344 / 3600.0
 SPEED_UNITS_MPS = {"kn": KNOT_MPS, "knots": KNOT_MPS, "kmh": KMH_MPS, "mps": 1.0, "mph": MPH_MPS}
 
-# Epoch numbers below this are seconds, above are milliseconds. 1e11 s is the
-# year 5138 and 1e11 ms is March 1973, so real data is never ambiguous.
-_SECONDS_BELOW = 1e11
+# Epoch numbers below 1e11 are seconds, above are milliseconds (formats.timestamps.SECONDS_BELOW).
 _MIN_TS_MS = 946_684_800_000      # 2000-01-01: older "fixes" are a device clock reset
 _MAX_TS_MS = 4_102_444_800_000    # 2100-01-01
 
@@ -127,17 +126,12 @@ def timestamp_ms(value: Any, field: str = "timestamp") -> int:
     if isinstance(value, bool) or value is None:
         raise FieldError(field, f"must be a timestamp, got {_type_name(value)}")
     if isinstance(value, str) and not _NUMERIC.match(value.strip()):
-        text = value.strip()
         try:
-            dt = datetime.fromisoformat(text)
+            ms = parse_ts_ms(value, naive_utc=True)   # the one parser (formats.timestamps)
         except ValueError:
             raise FieldError(field, f"not epoch seconds/ms, ISO-8601 or 'yyyy-MM-dd HH:mm:ss': {_show(value)}") from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        ms = round(dt.timestamp() * 1000)
     else:
-        x = _number(value, field)
-        ms = round(x * 1000) if abs(x) < _SECONDS_BELOW else round(x)
+        ms = parse_ts_ms(_number(value, field))
     if not _MIN_TS_MS <= ms < _MAX_TS_MS:
         raise FieldError(field, f"must be between 2000-01-01 and 2100-01-01, got {_show(value)}")
     return ms

@@ -1,7 +1,7 @@
 """Pings to Kafka, acknowledged only once Kafka has them, with the spool as the fallback.
 
 Owns the gateway's delivery promise. `send` returns only after the producer's
-futures resolved (acks=all, idempotent producer from `streams.kafka`), or
+futures resolved (acks=all, idempotent producer from `core.kafka`), or
 raises `KafkaUnavailable`; the HTTP layer answers 503 and the client retries.
 `send_or_spool` is for clients that take any reply as delivery (OwnTracks):
 what Kafka cannot take in time is fsync'd into the spool first, and a
@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
+from core import topics
 from gateway import metrics
 from gateway.spool import Record, Spool
 
@@ -41,7 +42,7 @@ class KafkaUnavailable(Exception):
 
 
 class Publisher:
-    def __init__(self, *, codec, topic: str = "pings", producer: Any = None,
+    def __init__(self, *, codec, topic: str = topics.PINGS, producer: Any = None,
                  producer_factory: Callable[[], Any] | None = None, spool: Spool | None = None,
                  ack_timeout_s: float = 10.0, replay_batch: int = 500, probe_interval_s: float = 1.0,
                  on_connect: Callable[[], Any] | None = None):

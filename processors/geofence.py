@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon
 
 from processors.geo import metres_per_degree
 
@@ -326,75 +325,3 @@ def _buffer_locally(g, buffer_m: float):
     local = shapely.transform(g, lambda a: (a - (c.x, c.y)) * (kx, ky))
     grown = shapely.buffer(local, buffer_m, quad_segs=8)
     return shapely.transform(grown, lambda a: a / (kx, ky) + (c.x, c.y))
-
-
-# ---------------------------------------------------------------------------
-# The hot-spot file (DESIGN.md section 2), already parsed from JSON.
-
-def hotspots_from_geojson(doc: Mapping) -> list[Hotspot]:
-    """Hot spots from a GeoJSON FeatureCollection; raises ValueError naming the feature and the problem."""
-    if not isinstance(doc, Mapping) or doc.get("type") != "FeatureCollection" \
-            or not isinstance(doc.get("features"), list):
-        raise ValueError("not a GeoJSON FeatureCollection (needs \"type\": \"FeatureCollection\" and \"features\")")
-    out: list[Hotspot] = []
-    seen: set[str] = set()
-    for i, feat in enumerate(doc["features"]):
-        where = f"feature {i}"
-        if not isinstance(feat, Mapping) or feat.get("type") != "Feature":
-            raise ValueError(f"{where}: not a GeoJSON Feature")
-        props = feat.get("properties") or {}
-        if not isinstance(props, Mapping):
-            raise ValueError(f"{where}: properties must be an object")
-        hid = props.get("id")
-        if not isinstance(hid, (str, int)) or isinstance(hid, bool) or str(hid) == "":
-            raise ValueError(f"{where}: properties.id must be a non-empty string")
-        hid = str(hid)
-        where = f"feature {i} (id {hid!r})"
-        if hid in seen:
-            raise ValueError(f"{where}: id appears twice")
-        seen.add(hid)
-        geom = feat.get("geometry")
-        if not isinstance(geom, Mapping) or geom.get("type") not in ("Polygon", "MultiPolygon"):
-            raise ValueError(f"{where}: geometry must be a Polygon or MultiPolygon")
-        try:
-            g = shape(geom)
-        except Exception as exc:  # shapely raises several types for malformed coordinates
-            raise ValueError(f"{where}: unusable coordinates ({exc})") from None
-        if g.is_empty:
-            raise ValueError(f"{where}: empty geometry")
-        minx, miny, maxx, maxy = g.bounds
-        if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)) \
-                or not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-            raise ValueError(f"{where}: coordinates are not WGS84 longitude/latitude")
-        buf = props.get("buffer_m", 0.0)
-        if buf is None:
-            buf = 0.0
-        if isinstance(buf, bool) or not isinstance(buf, (int, float)) or not math.isfinite(buf) or buf < 0:
-            raise ValueError(f"{where}: buffer_m must be a non-negative number of metres")
-        active_from = _parse_active(props.get("active_from"), where, "active_from", end=False)
-        active_to = _parse_active(props.get("active_to"), where, "active_to", end=True)
-        if active_from is not None and active_to is not None and active_to <= active_from:
-            raise ValueError(f"{where}: active_to is not after active_from")
-        name = props.get("name")
-        out.append(Hotspot(hid, g, float(buf), str(name) if name is not None else "", active_from, active_to))
-    return out
-
-
-def _parse_active(value, where: str, field: str, *, end: bool) -> int | None:
-    """ISO-8601 datetime with offset (exact), or a date (UTC day; active_to includes that whole day)."""
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{where}: {field} must be an ISO-8601 date or date-time string")
-    try:
-        if len(value) == 10:
-            d = date.fromisoformat(value)
-            if end:
-                d += timedelta(days=1)
-            return int(datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp() * 1000)
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{where}: {field} {value!r} is not ISO-8601") from None
-    if t.tzinfo is None:
-        raise ValueError(f"{where}: {field} {value!r} needs a UTC offset (e.g. +01:00 or Z)")
-    return int(round(t.timestamp() * 1000))

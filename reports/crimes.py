@@ -1,6 +1,6 @@
 """Crime records into ClickHouse (`hotspot crimes load FILE`), for the trial report's outcomes.
 
-Files are read by streams/crimefiles.py, the one reader of crime files (police.uk street-level or
+Files are read by formats/crimes.py, the one reader of crime files (police.uk street-level or
 generic CSV, bad rows counted by reason). Each record is placed in the hot spots it lies in, as
 published when the file is loaded (hotspots_current, retired ones left out), and written to
 `crimes` (migration 0007) with a stable key: loading the same file again replaces its rows.
@@ -78,7 +78,7 @@ def load_crimes(store: Store, path, *, harm_table_path=None, tz: str = "Europe/L
     import datetime as dt
 
     from processors.geofence import HotspotIndex
-    from streams.crimefiles import read_crime_file, read_harm_table
+    from formats.crimes import read_crime_file, read_harm_table
 
     records, report = read_crime_file(path, tz=tz)
     progress(f"read {report.records:,} records of {report.rows:,} rows from {path} ({report.format})")

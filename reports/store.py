@@ -37,7 +37,7 @@ class Store:
 
     def __init__(self, settings=None):
         from sinks.clickhouse import is_embedded
-        from streams.settings import get_settings
+        from core.settings import get_settings
 
         self.settings = settings or get_settings()
         self.dsn = self.settings.effective_clickhouse_dsn

@@ -12,6 +12,9 @@ framed so a reader can find the schema it was written with:
 * Confluent wire format when a schema registry is configured: ``00`` + 4-byte
   big-endian schema id + body. Writers register their schema under the
   subject ``<topic>-value``; readers fetch unknown ids from the registry.
+  The registry is any `SchemaRegistry`; the HTTP client of a real one and the
+  one factory that picks it from the settings live in core/codecs.py, so this
+  module does no I/O beyond reading the .avsc files.
 
 Decoding accepts both framings whatever the writer side uses, so a deployment
 can switch to a registry without draining topics.
@@ -21,6 +24,9 @@ tools) but this codec reads and writes them as plain ints (epoch ms): the
 logical types are stripped from the schemas it hands to fastavro. That keeps
 the hot path free of datetime objects and does not change fingerprints, which
 are computed on the canonical form (logical types are not part of it).
+
+Length (~600 lines): the schema store, both framings, the compiled fast encoder and the schema-evolution
+check are one contract and are changed together; the registry client and the factory live in core/codecs.py.
 """
 from __future__ import annotations
 
@@ -28,8 +34,6 @@ import io
 import json
 import struct
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -218,50 +222,6 @@ class InMemorySchemaRegistry:
             return self._schemas[schema_id]
         except KeyError:
             raise UnknownSchemaError(f"schema id {schema_id} is not in the registry") from None
-
-
-class HttpSchemaRegistry:
-    """Client of a Confluent-compatible schema registry (REST), with caches.
-
-    Calls are synchronous and happen once per schema and process: writers at
-    their first encode, readers at the first message of an unseen id.
-    """
-
-    def __init__(self, url: str, timeout_s: float = 10.0):
-        self.url = url.rstrip("/")
-        self.timeout_s = timeout_s
-        self._ids: dict[tuple[str, str], int] = {}
-        self._schemas: dict[int, dict] = {}
-
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/vnd.schemaregistry.v1+json",
-                                              "Accept": "application/vnd.schemaregistry.v1+json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace")
-            if exc.code == 404:
-                raise UnknownSchemaError(f"schema registry {self.url}{path}: not found ({detail})") from None
-            raise CodecError(f"schema registry {self.url}{path}: HTTP {exc.code} ({detail})") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise CodecError(f"schema registry {self.url} unreachable: {exc}") from None
-
-    def register(self, subject: str, schema: dict) -> int:
-        key = (subject, canonical_form(schema))
-        if key not in self._ids:
-            answer = self._call("POST", f"/subjects/{subject}/versions", {"schema": json.dumps(schema)})
-            self._ids[key] = int(answer["id"])
-            self._schemas[self._ids[key]] = schema
-        return self._ids[key]
-
-    def schema_by_id(self, schema_id: int) -> dict:
-        if schema_id not in self._schemas:
-            answer = self._call("GET", f"/schemas/ids/{schema_id}")
-            self._schemas[schema_id] = json.loads(answer["schema"])
-        return self._schemas[schema_id]
 
 
 # --------------------------------------------------------------------------- fast encoders
@@ -492,31 +452,6 @@ class Codec:
             else:
                 append(self.decode(data))
         return out
-
-
-@lru_cache(maxsize=None)
-def _codec_cached(name: str, registry_url: str) -> Codec:
-    registry = HttpSchemaRegistry(registry_url) if registry_url else None
-    subject = None
-    if registry is not None:
-        subject = f"{TOPIC_OF.get(name, name)}-value"
-    return Codec(name, registry=registry, subject=subject)
-
-
-# Topic each record type is published on; the registry subject follows the topic (TopicNameStrategy).
-TOPIC_OF = {
-    "Ping": "pings",
-    "Hotspot": "hotspots",
-    "PatrolEvent": "patrol-events",
-    "RejectedPing": "pings-rejected",
-    "Assignment": "assignments",
-    "Activity": "activity",
-}
-
-
-def codec_for(name: str, registry_url: str = "") -> Codec:
-    """The process-wide codec of schema `name`; Confluent framing when `registry_url` is set."""
-    return _codec_cached(name, registry_url or "")
 
 
 # --------------------------------------------------------------------------- evolution

@@ -27,7 +27,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from streams.settings import mask_url as mask_dsn  # noqa: F401  (the one masking function, under its old name)
+from core.settings import mask_url as mask_dsn  # noqa: F401  (the one masking function, under its old name)
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

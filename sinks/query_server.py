@@ -49,6 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from core.datadir import write_private
 from sinks.clickhouse import is_embedded, make_client, mask_dsn
 from sinks.sql_guard import (QueryFailed, QueryNotAllowed, ReadonlyLimits, new_tag, run_readonly_query,
                              run_readonly_raw)
@@ -244,19 +245,6 @@ def _remove_if_ours(path: Path, token: str) -> None:
         pass
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def serve_readonly_queries(dsn: str, data_dir: str | os.PathLike[str], database: str = "hotspot",
                            host: str = "127.0.0.1", limits: ReadonlyLimits | None = None) -> QueryServer:
     """Start answering read-only queries for `hotspot sql`; call in the process that owns the store.
@@ -264,7 +252,7 @@ def serve_readonly_queries(dsn: str, data_dir: str | os.PathLike[str], database:
     `limits`: per query; default the `sql_max_*` settings in force.
     """
     if limits is None:
-        from streams.settings import get_settings
+        from core.settings import get_settings
 
         limits = ReadonlyLimits.from_settings(get_settings())
     control = make_client(dsn)
@@ -274,7 +262,7 @@ def serve_readonly_queries(dsn: str, data_dir: str | os.PathLike[str], database:
     thread.start()
     port = server.server_address[1]
     path = owner_path(data_dir)
-    _write_private(path, json.dumps({"pid": os.getpid(), "host": host, "port": port, "token": token,
+    write_private(path, json.dumps({"pid": os.getpid(), "host": host, "port": port, "token": token,
                                      "store": store_of(dsn), "database": database,
                                      "started_ms": int(time.time() * 1000)}))
     qs = QueryServer(host, port, token, path, server, thread)

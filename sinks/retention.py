@@ -1,6 +1,6 @@
 """How long each ClickHouse table keeps its rows: the retention settings applied as TTLs.
 
-Every table that holds personal data has a retention setting (streams/settings.py,
+Every table that holds personal data has a retention setting (core/settings.py,
 `*_ttl_days`), raw pings the shortest. `RETENTION` below says, one line per table,
 which column a row's age is counted from and which setting gives the days; adding
 a table is adding a line. Migration 0008_retention.sql establishes the TTLs with
@@ -48,7 +48,7 @@ RETENTION: tuple[TableRetention, ...] = (
 
 def default_days() -> dict[str, int]:
     """Each retention setting's default: what migration 0008 is filled in with."""
-    from streams.settings import Settings
+    from core.settings import Settings
 
     return {r.setting: Settings.model_fields[r.setting].default for r in RETENTION}
 

@@ -2,7 +2,7 @@
 
 chDB lets one process open a store path. With several workers in one group
 on one machine, the first one owns the store (it holds `<store>.lock`, see
-streams.datadir) and serves inserts to the others, which join with
+core.datadir) and serves inserts to the others, which join with
 `HOTSPOT_WORKER_JOIN_STORE=true`: their ClickHouse writer gets a
 `RemoteStore` client instead of a chDB one. The owner runs each insert on its
 own client, exactly as a local insert (Arrow batches as they are, other rows
@@ -172,14 +172,15 @@ class InsertServer:
 
 def serve_inserts(dsn: str, data_dir, database: str = "hotspot", host: str = "127.0.0.1") -> InsertServer:
     """In the process that owns the embedded store: accept the other workers' inserts."""
-    from sinks.query_server import _remove_if_ours, _write_private
+    from core.datadir import write_private
+    from sinks.query_server import _remove_if_ours
 
     token = secrets.token_urlsafe(32)
     server = _InsertServer((host, 0), token, make_client(dsn, database=database))
     threading.Thread(target=server.serve_forever, name="clickhouse-insert-server", daemon=True).start()
     port = server.server_address[1]
     path = inserts_path(data_dir)
-    _write_private(path, json.dumps({"pid": os.getpid(), "host": host, "port": port, "token": token,
+    write_private(path, json.dumps({"pid": os.getpid(), "host": host, "port": port, "token": token,
                                      "started_ms": int(time.time() * 1000)}))
     atexit.register(_remove_if_ours, path, token)
     log.info("inserts of joining workers served on %s:%d (%s)", host, port, path)
@@ -265,7 +266,7 @@ class JoinedStore:
         self.owned = None  # (lock, query server, insert server) once this process took the store over
 
     def __call__(self):
-        from streams.datadir import Locked, RoleLock
+        from core.datadir import Locked, RoleLock
 
         s = self.settings
         if self.owned is None:

@@ -35,7 +35,7 @@ deduplication tokens (see docs/decisions.md, "ClickHouse sink").
 
 Input and encoding. Rows come in as `add()` (one dict), `add_many()` /
 `add_columns()` (Python columns: no dict per row) or `add_arrow()` (a pyarrow
-RecordBatch: no Python object per cell, the cheapest; `sinks.rows.ping_rows_arrow`
+RecordBatch: no Python object per cell, the cheapest; `formats.records.ping_rows_arrow`
 builds the `pings` batch of a micro-batch in one pass in C). The Python work
 of turning rows into bytes holds the GIL, and so stalls the worker's main
 thread even when the flush runs in another thread; the engine's own work does
@@ -57,6 +57,10 @@ Threads. add() may be called while a flush runs in another thread (the
 async variant runs the blocking insert in a worker thread so the event loop
 keeps serving Kafka heartbeats); such rows belong to the next flush. Flushes
 are serialised.
+
+Length (~700 lines): the buffer, the three insert paths (rows, columns, Arrow), the retry policy and the
+classification of ClickHouse errors make one durability guarantee and are tested as one
+(tests/integration/test_sink_writer.py).
 """
 from __future__ import annotations
 
@@ -433,7 +437,7 @@ class ClickHouseWriter:
 
         The cheap way to add many rows (no dict per row): lists, tuples or numpy
         arrays of equal length, plain values as for `add`. For `pings`:
-        `add_columns("pings", *sinks.rows.ping_rows_columns(records, hotspot_ids, low_accuracy))`.
+        `add_columns("pings", *formats.records.ping_rows_columns(records, hotspot_ids, low_accuracy))`.
         """
         names = tuple(names)
         if len(names) != len(columns):
@@ -461,7 +465,7 @@ class ClickHouseWriter:
         """Buffer the rows of a pyarrow RecordBatch (or Table) whose columns are named as the table's.
 
         The cheapest way for many rows: no Python value per cell. For `pings`:
-        `add_arrow("pings", sinks.rows.ping_rows_arrow(records, hotspot_ids, low_accuracy))`.
+        `add_arrow("pings", formats.records.ping_rows_arrow(records, hotspot_ids, low_accuracy))`.
         The Arrow insert path writes the arrays as they are when each has the
         Arrow type that path uses for its column (see `_ArrowColumn`: string,
         float32/64, an integer type, timestamp in the DateTime64's unit, list)

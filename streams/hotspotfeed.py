@@ -17,20 +17,16 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from core import topics
+from core.codecs import codec_for
 from schemas.codec import Codec
-from streams.kafka import ensure_topics, make_consumer, make_producer
+from core.kafka import ensure_topics, make_consumer, make_producer
 
-TOPIC = "hotspots"
+TOPIC = topics.HOTSPOTS
 log = logging.getLogger(__name__)
 
-_codec: Codec | None = None
-
-
 def codec() -> Codec:
-    global _codec
-    if _codec is None:
-        _codec = Codec("Hotspot")
-    return _codec
+    return codec_for("Hotspot")
 
 
 async def publish(bootstrap: str, records: Iterable[dict], partitions: int = 4) -> int:
@@ -47,31 +43,6 @@ async def retire(bootstrap: str, ids: Iterable[str]) -> int:
         return len(futures)
     finally:
         await producer.stop()
-
-
-def records_from_geojson(doc: dict, published_ms: int) -> list[dict]:
-    """Avro `Hotspot` records of a hot-spot file; raises ValueError naming the feature and problem."""
-    import json
-
-    from processors.geofence import hotspots_from_geojson
-
-    checked = hotspots_from_geojson(doc)  # validates ids, geometry, buffer, activity window
-    out = []
-    for hs, feature in zip(checked, doc["features"]):
-        props = feature.get("properties") or {}
-        target = props.get("target_minutes")
-        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or target < 0):
-            raise ValueError(f"hot spot {hs.id!r}: target_minutes must be a non-negative number")
-        stats = props.get("stats")
-        out.append({
-            "id": hs.id, "name": hs.name or hs.id, "briefing": str(props.get("briefing") or ""),
-            "geometry_geojson": json.dumps(feature["geometry"], separators=(",", ":")),
-            "buffer_m": hs.buffer_m or None, "target_minutes": None if target is None else float(target),
-            "active_from_ms": hs.active_from_ms, "active_to_ms": hs.active_to_ms,
-            "stats_json": None if stats is None else json.dumps(stats, separators=(",", ":"), sort_keys=True),
-            "published_ms": published_ms,
-        })
-    return out
 
 
 def apply(current: dict[str, dict], key: bytes | None, value: bytes | None,
@@ -111,7 +82,7 @@ class CompactedFeed:
                  topic: str = TOPIC, schema: str = "Hotspot"):
         self.bootstrap = bootstrap
         self.topic = topic
-        self.codec = Codec(schema)
+        self.codec = codec_for(schema)
         self.on_change = on_change
         self.current: dict[str, dict] = {}
         self.retired: dict[str, int] = {}
@@ -192,7 +163,7 @@ async def publish_records(bootstrap: str, topic: str, schema: str, keyed: Iterab
                           partitions: int = 4) -> int:
     """Write Avro records under their keys to a compacted topic; return the count once all are acknowledged."""
     await ensure_topics(bootstrap, partitions)
-    codec_ = Codec(schema)
+    codec_ = codec_for(schema)
     producer = make_producer(bootstrap)
     await producer.start()
     try:

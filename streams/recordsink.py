@@ -23,8 +23,9 @@ import asyncio
 import logging
 import os
 
-from schemas.codec import Codec
-from sinks import rows as table_rows
+from core import topics
+from core.codecs import codec_for
+from formats import records as table_rows
 from sinks.writer import ClickHouseWriter
 
 log = logging.getLogger("hotspot.records")
@@ -32,9 +33,9 @@ log = logging.getLogger("hotspot.records")
 GROUP_ID = "hotspot-records"
 TOPICS = {
     # topic: (schema, table, row function)
-    "assignments": ("Assignment", "assignments", table_rows.assignment_row),
-    "activity": ("Activity", "activity", table_rows.activity_row),
-    "audit": ("Audit", "audit", table_rows.audit_row),
+    topics.ASSIGNMENTS: ("Assignment", "assignments", table_rows.assignment_row),
+    topics.ACTIVITY: ("Activity", "activity", table_rows.activity_row),
+    topics.AUDIT: ("Audit", "audit", table_rows.audit_row),
 }
 
 
@@ -42,7 +43,7 @@ class RecordSink:
     def __init__(self, settings, *, client_factory=None, joined_store: bool = False, batch_max: int = 5000):
         self.settings = settings
         self.batch_max = batch_max
-        self.codecs = {topic: Codec(schema) for topic, (schema, _, _) in TOPICS.items()}
+        self.codecs = {topic: codec_for(schema, settings) for topic, (schema, _, _) in TOPICS.items()}
         self.writer = ClickHouseWriter(settings.effective_clickhouse_dsn, settings.clickhouse_database,
                                        max_rows=10 * batch_max, name="records", client_factory=client_factory,
                                        arrow_inserts=True if joined_store else None)
@@ -73,7 +74,7 @@ class RecordSink:
     async def run(self) -> None:
         from aiokafka.errors import CommitFailedError, IllegalStateError
 
-        from streams.kafka import make_consumer
+        from core.kafka import make_consumer
 
         s = self.settings
         self.consumer = make_consumer(

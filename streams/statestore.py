@@ -29,11 +29,12 @@ from collections.abc import Iterable, Iterator
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from processors.device import DeviceState
-from streams.kafka import make_consumer
+from core import topics
+from core.kafka import make_consumer
 
 log = logging.getLogger("hotspot.worker")
 
-CHANGELOG_TOPIC = "hotspot-worker-device-state-changelog"
+CHANGELOG_TOPIC = topics.DEVICE_STATE_CHANGELOG
 
 # Changelog value: a small envelope around the processors' own versioned bytes.
 #   version (B) | last applied pings offset (q) | reserved (q) | state bytes

@@ -7,8 +7,10 @@ offsets are committed), a timer closes the visits of devices that went silent,
 and two more tasks follow the compacted `hotspots` and `allocations` topics,
 swapping in a new hot-spot index whenever the set changes.
 
-Crash safety, the checkpoint order and why `pings` is read with a plain
-aiokafka consumer rather than a Faust agent stream: see streams/pipeline.py.
+Crash safety and the checkpoint order: streams/checkpoint.py. Why `pings` is
+read with a plain aiokafka consumer rather than a Faust agent stream:
+streams/pipeline.py. The store is opened (`LivePipeline.open()`) before the app
+starts; readiness is the file of streams/readiness.py.
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
-from streams.kafka import KafkaSecurity
-from streams.settings import Settings
+from core import topics
+from core.kafka import KafkaSecurity
+from core.settings import Settings
 from streams.statestore import CHANGELOG_TOPIC, pack_state, unpack_state  # noqa: F401  (the changelog's value layout)
 
 log = logging.getLogger("hotspot.worker")
@@ -60,6 +63,7 @@ def create_app(settings: Settings, metrics_url: str | None = None, joined=None) 
         datadir=str(settings.data_dir / "faust"),
     )
     pipeline = LivePipeline(settings, client_factory=joined, joined_store=joined is not None)
+    pipeline.open()  # blocks until the store answers; a worker that joined another's store opens nothing
     if joined is None:  # the store is open and migrated: its TTLs follow the retention settings (issue 16)
         apply_retention_settings(settings)
     if joined is None and is_embedded(settings.effective_clickhouse_dsn):
@@ -108,12 +112,12 @@ def create_app(settings: Settings, metrics_url: str | None = None, joined=None) 
 
 async def prepare_topics(settings: Settings) -> None:
     """Create the data topics and the state changelog; refuse a changelog that does not match `pings`."""
-    from streams.kafka import TOPICS, TopicSpec, describe_topics, ensure_topics
+    from core.kafka import TOPICS, TopicSpec, describe_topics, ensure_topics
 
     await ensure_topics(settings.bootstrap_servers, settings.partitions,
                         (*TOPICS, TopicSpec(CHANGELOG_TOPIC, compacted=True)))
     counts = await describe_topics(settings.bootstrap_servers)
-    if counts.get(CHANGELOG_TOPIC) != counts.get("pings"):
+    if counts.get(CHANGELOG_TOPIC) != counts.get(topics.PINGS):
         raise SystemExit(f"topic {CHANGELOG_TOPIC} has {counts.get(CHANGELOG_TOPIC)} partitions but pings has "
                          f"{counts.get('pings')}: device state is kept on the partition of the device's pings, so "
                          f"they must match (recreate the changelog with {counts.get('pings')} partitions)")
@@ -157,7 +161,7 @@ class MetricsPortBusy(Exception):
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Block running the worker until SIGINT/SIGTERM.
 
-    Raises streams.datadir.Locked when another worker owns the embedded store,
+    Raises core.datadir.Locked when another worker owns the embedded store,
     and MetricsPortBusy when the metrics port is taken, before touching either.
     """
     import asyncio as _asyncio
@@ -165,7 +169,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     from faust.worker import Worker
 
-    from streams.datadir import Locked, RoleLock, private_dir
+    from core.datadir import Locked, RoleLock, private_dir
 
     private_dir(settings.data_dir)
     # Another hotspot worker owning the store is a refusal, not an outage to wait out: its lock

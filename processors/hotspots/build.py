@@ -10,6 +10,9 @@ merge touching cells, then compute each hot spot's statistics and briefing.
 Rows that cannot be used are counted by reason in `HotspotBuild.bad_rows`;
 rows left out by choice (other categories, outside the window, in an excluded
 area) are counted in `HotspotBuild.filtered`. Neither stops the build.
+
+Length (~540 lines): one algorithm, pure, whose steps (grid, harm, Gi*, ranking, polygons, briefing data)
+share the options and the grid; its parts that stand alone are already in grid, harm, gistar and briefing.
 """
 from __future__ import annotations
 

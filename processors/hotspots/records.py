@@ -1,6 +1,6 @@
 """Crime records as columns: the plain data the hot-spot builder works on.
 
-Readers (streams/crimefiles.py) turn police.uk or generic CSV into one
+Readers (formats/crimes.py) turn police.uk or generic CSV into one
 `CrimeRecords`; everything here is numpy arrays so a million rows cost
 milliseconds, not a Python loop. Categories and locations are stored as small
 integer codes into label tuples.

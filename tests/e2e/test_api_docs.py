@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import expect, sync_playwright
 
-from gateway.config import GatewayConfig
+from core.settings import Settings
 from gateway.main import create_app
 from tests.conftest import free_port, wait_until
 
@@ -35,7 +35,7 @@ class KeepingProducer:
 @pytest.fixture
 def gateway_url(tmp_path):
     port = free_port()
-    app = create_app(config=GatewayConfig(data_dir=tmp_path), producer=KeepingProducer())
+    app = create_app(Settings(data_dir=tmp_path), producer=KeepingProducer())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from streams.readiness import is_ready
 from tests.conftest import HOTSPOT, free_port, running, wait_until  # noqa: F401  (wait_until re-exported for tests)
 
-READY_LINE = "hot-spot index rebuilt"
 
 
 @dataclass
@@ -60,7 +60,8 @@ class LiveSystem:
             self.worker = subprocess.Popen([HOTSPOT, "worker", "--loglevel", "info"], stdout=fh, stderr=subprocess.STDOUT,
                                            env={**self.env, **(extra_env or {})}, start_new_session=True)
         if wait_ready:
-            wait_until(lambda: READY_LINE in log.read_text() or self.worker.poll() is not None, 180, "the worker to start")
+            wait_until(lambda: is_ready(self.data_dir, self.worker.pid) or self.worker.poll() is not None, 180,
+                       "the worker to say it is ready (streams.readiness)")
             assert self.worker.poll() is None, f"worker exited:\n{log.read_text()[-3000:]}"
         return self.worker
 
@@ -138,7 +139,7 @@ def export_arrived(bootstrap: str, out: Path, expected: int) -> Path:
     """The `pings` topic as a replay file, in the order each partition holds it, each ping with its arrival.
 
     Arrival (`received_at`) is the broker's append time, the clock the live worker's
-    reorder hold runs on (streams.kafka.ARRIVAL_CLOCK). Replaying this file is
+    reorder hold runs on (core.kafka.ARRIVAL_CLOCK). Replaying this file is
     replaying exactly what the worker was given, as it was given: whether a sender
     stalled, or a machine was busy, is in the data, so the comparison with the live
     tables does not depend on how fast anything ran.
@@ -147,8 +148,8 @@ def export_arrived(bootstrap: str, out: Path, expected: int) -> Path:
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from schemas.codec import Codec
-    from streams.kafka import describe_topics
+    from core.codecs import codec_for
+    from core.kafka import describe_topics
 
     async def read() -> list:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
@@ -168,7 +169,7 @@ def export_arrived(bootstrap: str, out: Path, expected: int) -> Path:
         finally:
             await consumer.stop()
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     columns = ("device_id", "ts", "lat", "lon", "accuracy_m", "speed_mps", "heading_deg", "altitude_m", "battery",
                "received_at")
     with open(out, "w", newline="") as fh:

@@ -17,7 +17,7 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from sinks.clickhouse import make_client
 from streams.pipeline import LivePipeline
-from streams.settings import get_settings
+from core.settings import get_settings
 from streams.worker import prepare_topics
 
 log = logging.getLogger("hotspot.worker")
@@ -68,6 +68,7 @@ def main() -> int:
     asyncio.run(prepare_topics(settings))
     pipeline = LivePipeline(settings, client_factory=outage_factory(settings.effective_clickhouse_dsn,
                                                                     settings.clickhouse_database, Path(sys.argv[1])))
+    pipeline.open()
     asyncio.run(serve(pipeline))
     return 0
 

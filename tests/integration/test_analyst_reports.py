@@ -40,7 +40,7 @@ def store_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def store(store_env):
-    from streams.settings import Settings
+    from core.settings import Settings
 
     root, dsn, client = store_env
     s = Store(Settings(data_dir=root / "data", clickhouse_dsn=dsn, pings_ttl_days=fx.PINGS_TTL_DAYS))
@@ -256,7 +256,7 @@ def test_police_uk_months_are_loaded_but_counted_in_no_trial_day(store, tmp_path
                     "Anti-social behaviour,,\n")
     loaded = load_crimes(store, path)
     assert (loaded.format, loaded.loaded, loaded.in_hotspots) == ("police.uk", 2, 2)
-    from streams.crimefiles import read_harm_table
+    from formats.crimes import read_harm_table
 
     weight = read_harm_table().weight_of   # no harm column in police.uk files: the shipped table's weights
     assert rows(store, "SELECT precision, category, harm_days FROM hotspot.crimes FINAL "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafka import TopicSpec, describe_topics, ensure_topics, make_producer
+from core.kafka import TopicSpec, describe_topics, ensure_topics, make_producer
 from tests.conftest import HOTSPOT, running
 
 

@@ -12,12 +12,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from fastapi.testclient import TestClient
 
-from gateway.config import GatewayConfig
-from gateway.credentials import CredentialStore
+from core.settings import Settings
+from core.codecs import codec_for
+from gateway.credentials import CredentialStore, path_in
 from gateway.main import create_app
 from tests.conftest import wait_until
-from schemas.codec import Codec
-from streams.kafka import ensure_topics
+from core.kafka import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ async def _read_pings(bootstrap: str, device_ids: set[str], expected: int, timeo
         parts = [TopicPartition("pings", p) for p in sorted(consumer.partitions_for_topic("pings") or ())]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        codec = Codec("Ping")
+        codec = codec_for("Ping")
         found: list[dict] = []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -54,11 +54,11 @@ async def _read_pings(bootstrap: str, device_ids: set[str], expected: int, timeo
 
 def _gateway(bootstrap: str, data_dir, **overrides):
     asyncio.run(ensure_topics(bootstrap, 4))
-    config = GatewayConfig(bootstrap_servers=bootstrap, data_dir=data_dir, **overrides)
-    store = CredentialStore(config.credentials_path, refresh_s=0)
+    settings = Settings(kafka_bootstrap=bootstrap, data_dir=data_dir, **overrides)
+    store = CredentialStore(path_in(settings.data_dir), refresh_s=0)
     suffix = uuid.uuid4().hex[:8]
     device, secret = store.add(f"pc-{suffix}", "device")
-    return create_app(config=config, credentials=store), device.name, secret
+    return create_app(settings, credentials=store), device.name, secret
 
 
 def _basic(user: str, secret: str) -> dict:
@@ -98,8 +98,8 @@ def test_each_protocol_example_lands_in_kafka_with_si_units(kafka_broker, tmp_pa
 def test_broker_stopped_mid_stream_loses_no_acknowledged_ping(make_broker, tmp_path):
     broker = make_broker()
     broker.start()
-    app, device, secret = _gateway(broker.bootstrap, tmp_path / "gw", ack_timeout_s=3.0,
-                                   device_rate_pings_per_s=1e6, device_burst_pings=1e6)
+    app, device, secret = _gateway(broker.bootstrap, tmp_path / "gw", gateway_ack_timeout_s=3.0,
+                                   gateway_device_rate_pings_per_s=1e6, gateway_device_burst_pings=10 ** 6)
     acked: set[int] = set()      # ts_ms of every ping the gateway acknowledged
     refused: list[int] = []      # native pings answered 503 while the broker was away
     stop = threading.Event()
@@ -144,21 +144,21 @@ def test_broker_stopped_mid_stream_loses_no_acknowledged_ping(make_broker, tmp_p
     assert len(refused) >= 1
 
 
-def _fresh_gateway(bootstrap: str, data_dir, **overrides):
+def _fresh_gateway(bootstrap: str, data_dir, unvalidated: dict | None = None, **overrides):
     """A gateway on a broker where nothing has created any topic yet (no worker ran)."""
-    config = GatewayConfig(bootstrap_servers=bootstrap, data_dir=data_dir, **overrides)
-    store = CredentialStore(config.credentials_path, refresh_s=0)
+    settings = Settings(kafka_bootstrap=bootstrap, data_dir=data_dir, **overrides).model_copy(update=unvalidated or {})
+    store = CredentialStore(path_in(settings.data_dir), refresh_s=0)
     _, secret = store.add("pc-fresh", "device")
-    return create_app(config=config, credentials=store), secret
+    return create_app(settings, credentials=store), secret
 
 
 def test_a_gateway_started_before_any_worker_creates_its_topic_and_takes_pings_at_once(make_broker, tmp_path):
-    from streams.kafka import describe_topics
+    from core.kafka import describe_topics
 
     broker = make_broker()
     broker.start()
     assert "pings" not in asyncio.run(describe_topics(broker.bootstrap))
-    app, secret = _fresh_gateway(broker.bootstrap, tmp_path, partitions=3, ack_timeout_s=5.0)
+    app, secret = _fresh_gateway(broker.bootstrap, tmp_path, partitions=3, gateway_ack_timeout_s=5.0)
     with TestClient(app) as client:
         assert asyncio.run(describe_topics(broker.bootstrap)).get("pings") == 3  # as the worker would create it
         health = client.get("/healthz")
@@ -173,7 +173,7 @@ def test_a_gateway_started_before_any_worker_creates_its_topic_and_takes_pings_a
 def test_healthz_says_not_ready_while_the_broker_is_stopped_and_ok_once_it_is_back(make_broker, tmp_path):
     broker = make_broker()
     broker.start()
-    app, _ = _fresh_gateway(broker.bootstrap, tmp_path, ack_timeout_s=5.0)
+    app, _ = _fresh_gateway(broker.bootstrap, tmp_path, gateway_ack_timeout_s=5.0)
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 200
         broker.stop()
@@ -196,8 +196,9 @@ def test_a_gateway_refuses_to_start_naming_the_topic_kafka_will_not_create(make_
     broker = make_broker()
     broker.start()
     # Zero partitions stands for any creation the broker refuses (a policy, missing rights): it answers
-    # INVALID_PARTITIONS for the topic, as it would answer TOPIC_AUTHORIZATION_FAILED.
-    app, _ = _fresh_gateway(broker.bootstrap, tmp_path, partitions=0)
+    # INVALID_PARTITIONS for the topic, as it would answer TOPIC_AUTHORIZATION_FAILED. The settings model
+    # refuses 0 itself, so it is put in past the validation.
+    app, _ = _fresh_gateway(broker.bootstrap, tmp_path, unvalidated={"partitions": 0})
     with pytest.raises(GatewayStartError, match="pings.*missing and not creatable"):
         with TestClient(app):
             pass

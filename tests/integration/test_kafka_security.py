@@ -12,8 +12,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from fastapi.testclient import TestClient
 
-from streams.kafka import KafkaSecurity, credentials_refused, make_producer
-from streams.settings import get_settings
+from core.kafka import KafkaSecurity, credentials_refused, make_producer
+from core.settings import get_settings
 from tests.conftest import HOTSPOT
 from tests.integration.conftest import Broker
 from tests.integration.live import LiveSystem, simulate, wait_until

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.dosage import queries, snapshot_from_rows
 from sinks.clickhouse import make_client, migrate
-from sinks.rows import activity_row, assignment_row, audit_row
+from formats.records import activity_row, assignment_row, audit_row
 from tests.integration.test_sink_tables import insert, ms, visit
 
 

@@ -24,7 +24,7 @@ def _backlog(bootstrap: str) -> int:
     """Pings in Kafka beyond the worker group's committed offsets."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.kafka import make_admin
+    from core.kafka import make_admin
     from streams.pipeline import GROUP_ID
 
     async def count() -> int:

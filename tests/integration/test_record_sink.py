@@ -6,7 +6,7 @@ import asyncio
 import pytest
 
 from schemas.codec import Codec
-from streams.kafka import make_producer
+from core.kafka import make_producer
 from tests.integration.live import LiveSystem, wait_until
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 
 from sinks.clickhouse import load_migrations, make_client, migrate
 from sinks.retention import RETENTION, apply_retention, current_ttls, days_by_table, ttl_expression
-from streams.settings import Settings
+from core.settings import Settings
 
 DAY_MS = 86_400_000
 

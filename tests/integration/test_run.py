@@ -146,7 +146,7 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
         again = subprocess.run([HOTSPOT, "run", "--no-gateway"], capture_output=True, text=True, env=env, timeout=120)
         assert again.returncode == 1 and again.stdout == "", (again.stdout, again.stderr)
         assert f"another `hotspot run` (pid {proc.pid}) is using {data_dir}" in again.stderr
-        [worker] = [line for line in _ours(data_dir) if "streams.cli worker" in line]
+        [worker] = [line for line in _ours(data_dir) if "cli worker" in line]
         worker_pid = int(worker.split(":")[0])
         second = subprocess.run([HOTSPOT, "worker"], capture_output=True, text=True, env=env, timeout=120)
         assert second.returncode == 1, (second.stdout, second.stderr)
@@ -164,11 +164,11 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
                             env=env)
     try:
         read_until(proc, "ready in", 240)
-        workers = [line for line in _ours(data_dir) if "streams.cli worker" in line]
+        workers = [line for line in _ours(data_dir) if "cli worker" in line]
         assert len(workers) == 1, workers
         proc.kill()
         proc.wait(timeout=30)
-        wait_until(lambda: not any("streams.cli worker" in line for line in _ours(data_dir)), 60,
+        wait_until(lambda: not any("cli worker" in line for line in _ours(data_dir)), 60,
                    "the killed run's worker to exit")
     finally:
         if proc.poll() is None:

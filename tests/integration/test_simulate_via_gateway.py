@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from streams.kafka import ensure_topics
-from streams.livesim import plan
+from core.kafka import ensure_topics
+from simulation.live import plan
 from tests.conftest import HOTSPOT, free_port, wait_until
 from tests.integration.test_gateway_kafka import _read_pings
 

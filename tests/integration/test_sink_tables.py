@@ -7,7 +7,7 @@ import gc
 import pytest
 
 from sinks.clickhouse import load_migrations, make_client, migrate
-from sinks.rows import hotspot_row, patrol_event_row, retired_hotspot_row
+from formats.records import hotspot_row, patrol_event_row, retired_hotspot_row
 
 UTC = dt.timezone.utc
 
@@ -177,8 +177,8 @@ def test_stop_and_mode_rows_from_patrol_events_replace_by_key(client):
 
 def test_an_open_visits_progress_row_counts_in_dosage_until_its_bridged_end_replaces_it(client):
     from processors.model import VisitEnded, VisitProgress
-    from sinks.rows import patrol_event_row, visit_progress_row
-    from streams.rows import event_record
+    from formats.records import patrol_event_row, visit_progress_row
+    from formats.records import event_record
 
     t0 = ms("2024-05-01T10:00:00")
     # Open, 19 min in (issue 12: the control room showed 0), then a silence of 6 min bridged, then its end.

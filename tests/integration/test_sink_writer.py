@@ -16,7 +16,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from prometheus_client import REGISTRY
 
 from sinks.clickhouse import make_client, migrate
-from sinks.rows import patrol_event_row, ping_rows_arrow, ping_rows_columns, state_version
+from formats.records import patrol_event_row, ping_rows_arrow, ping_rows_columns, state_version
 from sinks.writer import ClickHouseWriter, RetryPolicy, SinkBackpressure, SinkRejected
 from tests.conftest import free_port, wait_until
 
@@ -375,7 +375,7 @@ def ping_records(t: int, n: int) -> tuple[list[dict], list[tuple], list[bool]]:
 
 def every_table_of_the_worker(w: ClickHouseWriter, t: int, pings: str) -> None:
     """A worker flush: pings as an Arrow batch, as columns or row by row (`pings`), the rest by rows."""
-    from sinks.rows import hotspot_row, ping_row, rejected_row, retired_hotspot_row
+    from formats.records import hotspot_row, ping_row, rejected_row, retired_hotspot_row
 
     recs, hotspots, low = ping_records(t, 3000)
     if pings == "arrow":

@@ -25,7 +25,7 @@ PARTITIONS = 8
 
 
 async def group_assignment(bootstrap: str) -> dict[str, list[int]]:
-    from streams.kafka import group_assignment as assignment
+    from core.kafka import group_assignment as assignment
 
     return await assignment(bootstrap, "hotspot-worker", "pings")
 
@@ -34,7 +34,7 @@ async def committed_equals_end(bootstrap: str, group: str = "hotspot-worker") ->
     """Partition -> (committed offset of the group, end offset) for every `pings` partition."""
     from aiokafka import TopicPartition
 
-    from streams.kafka import make_consumer
+    from core.kafka import make_consumer
 
     consumer = make_consumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()

@@ -11,9 +11,10 @@ from typing import NamedTuple
 
 import pytest
 
-from processors.evaluation import Scores
-from processors.simulation import Simulation, scenario_config
-from streams.simfiles import run_replay, score_dirs, write_simulation
+from simulation.scoring import Scores
+from simulation.config import scenario_config
+from simulation.simulate import Simulation
+from simulation.files import run_replay, score_dirs, write_simulation
 
 
 class Scenario(NamedTuple):

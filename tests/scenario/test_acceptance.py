@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.evaluation import (
+from simulation.scoring import (
     DWELL_MEDIAN_MAX, DWELL_P90_MAX, FALSE_DWELL_MAX_MIN_PER_10H, FOOT_VEHICLE_MIN, STOP_F1_MIN,
 )
 from tests.scenario.conftest import EDGES, MIXED, PATROLS

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from processors.allocation import (ALLOCATION_COLUMNS, CONTROL, TREATMENT, AllocationError, allocation_rows, arm_at,
                                    is_treated, make_schedule, make_units, schedule_from_rows, trial_day,
                                    trial_day_bounds)
-from streams.cli import main
+from cli import main
 
 UTC = timezone.utc
 

@@ -1,4 +1,4 @@
-"""`hotspot audit` (streams/cli/audit.py): its query and its arguments; the live table is read in tests/e2e."""
+"""`hotspot audit` (cli/audit.py): its query and its arguments; the live table is read in tests/e2e."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import argparse
 import pytest
 
 from sinks.sql_guard import check_statement
-from streams.cli.audit import _duration_s, audit_query
+from cli.audit import _duration_s, audit_query
 
 
 def test_durations():

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from streams.cli import build_parser
+from cli import build_parser
 from tests.conftest import HOTSPOT
 
 

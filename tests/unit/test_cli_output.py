@@ -7,7 +7,7 @@ import subprocess
 from datetime import date
 
 from processors.hotspots import BuildOptions, build_hotspots
-from streams.cli.hotspots import print_summary
+from cli.hotspots import print_summary
 from tests.conftest import HOTSPOT
 from tests.data.generate import epoch, planted
 from tests.unit.test_hotspots_build import GRID, HARM, I0, J0
@@ -24,7 +24,7 @@ def test_an_empty_query_result_keeps_its_column_header(cli_env):
 
     env = {**cli_env, "HOTSPOT_CLICKHOUSE_DATABASE": "system"}
     # `hotspot sql` reads a store, never makes one: make it as the worker would.
-    subprocess.run([sys.executable, "-c", "from sinks.clickhouse import make_client, migrate; from streams.settings import get_settings; "
+    subprocess.run([sys.executable, "-c", "from sinks.clickhouse import make_client, migrate; from core.settings import get_settings; "
                     "s = get_settings(); migrate(make_client(s.effective_clickhouse_dsn), 'hotspot', 90)"],
                    env=env, check=True, timeout=120)
     query = "SELECT name, engine FROM system.databases WHERE name = 'no such database'"

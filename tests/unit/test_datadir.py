@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.datadir import Locked, RoleLock, private_dir
+from core.datadir import Locked, RoleLock, private_dir
 from tests.conftest import HOTSPOT, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-HOLD = ("import sys; from pathlib import Path; from streams.datadir import RoleLock; "
+HOLD = ("import sys; from pathlib import Path; from core.datadir import RoleLock; "
         "RoleLock(Path(sys.argv[1])).acquire(); print('held', flush=True); sys.stdin.read()")
 
 
@@ -57,7 +57,7 @@ def test_a_data_directory_left_0755_by_an_earlier_version_is_made_private(tmp_pa
 
 def test_the_cli_entry_makes_everything_it_creates_private(tmp_path):
     # Any command: the umask is set before the command runs, and children inherit it.
-    code = ("import os, sys; from streams.cli import main; main(['config']); "
+    code = ("import os, sys; from cli import main; main(['config']); "
             "open(sys.argv[1], 'w').close(); os.mkdir(sys.argv[2])")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "f"), str(tmp_path / "d")], check=True,
                    capture_output=True, cwd=REPO, env={**os.environ, "HOTSPOT_DATA_DIR": str(tmp_path / "var")})

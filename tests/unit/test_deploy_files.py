@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from streams.cli import COMMANDS
-from streams.settings import Settings
+from cli import COMMANDS
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,10 +121,9 @@ def test_health_checks_poll_ports_and_routes_that_exist(tmp_path):
 
     gateway = urlsplit(health_url("gateway"))
     assert gateway.port == int(services["gateway"]["environment"]["HOTSPOT_HTTP_PORT"]) == defaults.http_port
-    from gateway.config import GatewayConfig
     from gateway.main import create_app
 
-    app = create_app(Settings(data_dir=tmp_path), config=GatewayConfig(data_dir=tmp_path))
+    app = create_app(Settings(data_dir=tmp_path))
     assert gateway.path in {getattr(r, "path", None) for r in app.routes}
 
     worker = urlsplit(health_url("worker"))

@@ -5,11 +5,12 @@ import csv
 
 import pytest
 
-from processors.evaluation import (
+from simulation.scoring import (
     Predicted, Span, TruthSet, Visit, dwell_errors, false_dwell, match_stops, mode_confusion, pool, score,
 )
-from processors.simulation import SimConfig, Simulation
-from streams.simfiles import score_dirs, write_simulation
+from simulation.config import SimConfig
+from simulation.simulate import Simulation
+from simulation.files import score_dirs, write_simulation
 
 S = 1000  # milliseconds per second
 

@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.config import GatewayConfig
-from gateway.credentials import CredentialStore
+from core.codecs import codec_for
+from core.settings import Settings
+from gateway.credentials import CredentialStore, path_in
 from gateway.main import create_app, create_osmand_app
 from tests.conftest import wait_until
-from schemas.codec import Codec
 
 OWNTRACKS_EXAMPLE = b'{"_type":"location","acc":15,"alt":440,"batt":46,"conn":"w","lat":46.0681247,' \
                     b'"lon":11.1512805,"t":"u","tid":"5t","tst":1551874878,"vac":2,"vel":0}'
@@ -46,22 +46,22 @@ class KeepingProducer:
         return future
 
     def pings(self) -> list[dict]:
-        return [Codec("Ping").decode(v) for _, _, v in self.sent]
+        return [codec_for("Ping").decode(v) for _, _, v in self.sent]
 
 
 @pytest.fixture
 def env(tmp_path):
-    config = GatewayConfig(data_dir=tmp_path, ack_timeout_s=2.0, device_burst_pings=50, device_rate_pings_per_s=1,
-                           max_body_bytes=64 * 1024, max_batch_pings=20)
-    store = CredentialStore(config.credentials_path, refresh_s=0)
+    settings = Settings(data_dir=tmp_path, gateway_ack_timeout_s=2.0, gateway_device_burst_pings=50,
+                        gateway_device_rate_pings_per_s=1, gateway_max_body_bytes=64 * 1024, gateway_max_batch_pings=20)
+    store = CredentialStore(path_in(settings.data_dir), refresh_s=0)
     producer = KeepingProducer()
-    app = create_app(config=config, producer=producer, credentials=store)
+    app = create_app(settings, producer=producer, credentials=store)
     device, device_secret = store.add("pc-17", "device")
     _, other_secret = store.add("pc-18", "device")
     _, user_secret = store.add("sgt-1", "user", "supervisor")
     _, osmand_id = store.add("pc-19", "device", osmand=True)
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield type("Env", (), dict(client=client, app=app, producer=producer, store=store, config=config,
+        yield type("Env", (), dict(client=client, app=app, producer=producer, store=store, settings=settings,
                                    secret=device_secret, other_secret=other_secret, user_secret=user_secret,
                                    osmand_id=osmand_id))
 
@@ -177,14 +177,14 @@ def test_a_revoked_device_is_refused_on_every_protocol(env):
 
 def test_a_device_revoked_by_another_process_stops_working(env, tmp_path):
     assert env.client.post("/v1/pings", json=PING, headers=bearer(env.secret)).status_code == 202
-    cli_side = CredentialStore(env.config.credentials_path)  # as `hotspot devices revoke` opens it
+    cli_side = CredentialStore(path_in(env.settings.data_dir))  # as `hotspot devices revoke` opens it
     cli_side.revoke("pc-17", "device")
     cli_side.close()
     assert env.client.post("/v1/pings", json=PING, headers=bearer(env.secret)).status_code == 401
 
 
 def test_secrets_are_stored_hashed(env):
-    raw = env.config.credentials_path.read_bytes()
+    raw = path_in(env.settings.data_dir).read_bytes()
     assert env.secret.split(".")[1].encode() not in raw
 
 
@@ -257,7 +257,7 @@ def test_osmand_identifier_is_long_random_url_safe_and_stored_only_hashed(env):
     assert re.fullmatch(r"[A-Za-z0-9_-]{32,}", env.osmand_id)  # 24 random bytes: 192 bits
     _, second = env.store.add("pc-20", "device", osmand=True)
     assert second != env.osmand_id
-    raw = b"".join(p.read_bytes() for p in env.config.credentials_path.parent.glob("credentials.sqlite3*"))
+    raw = b"".join(p.read_bytes() for p in env.settings.data_dir.glob("credentials.sqlite3*"))
     assert env.osmand_id.encode() not in raw and second.encode() not in raw
 
 
@@ -286,7 +286,7 @@ def test_osmand_unknown_revoked_and_bearer_secret_identifiers_get_one_indistingu
 
 
 def test_repeated_unknown_identifiers_from_one_address_are_rate_limited(env):
-    burst = env.config.osmand_unknown_burst
+    burst = env.settings.gateway_osmand_unknown_burst
     for i in range(burst):
         assert env.client.get(f"/v1/osmand?id=guess-{i}&lat=1&lon=2").status_code == 403
     r = env.client.get("/v1/osmand?id=guess-x&lat=1&lon=2")
@@ -300,11 +300,11 @@ def test_repeated_unknown_identifiers_from_one_address_are_rate_limited(env):
 
 
 def test_osmand_routes_answer_404_when_turned_off(tmp_path):
-    config = GatewayConfig(data_dir=tmp_path, osmand_enabled=False)
-    store = CredentialStore(config.credentials_path, refresh_s=0)
+    s = Settings(data_dir=tmp_path, gateway_osmand_enabled=False)
+    store = CredentialStore(path_in(s.data_dir), refresh_s=0)
     _, oid = store.add("pc-19", "device", osmand=True)
     producer = KeepingProducer()
-    app = create_app(config=config, producer=producer, credentials=store)
+    app = create_app(s, producer=producer, credentials=store)
     with TestClient(app) as client:
         for method in ("GET", "POST"):
             r = client.request(method, f"/v1/osmand?id={oid}&lat=1&lon=2")
@@ -436,10 +436,7 @@ def test_docs_pages_load_their_assets_from_the_gateway_not_a_cdn(env):
 
 
 def test_docs_without_installed_assets_say_how_to_install_them(tmp_path):
-    from streams.settings import Settings
-
-    app = create_app(Settings(web_assets_dir=tmp_path / "node_modules"), config=GatewayConfig(data_dir=tmp_path),
-                     producer=KeepingProducer())
+    app = create_app(Settings(web_assets_dir=tmp_path / "node_modules", data_dir=tmp_path), producer=KeepingProducer())
     with TestClient(app) as client:
         for path in ("/docs", "/redoc"):
             page = client.get(path)
@@ -450,8 +447,8 @@ def test_docs_without_installed_assets_say_how_to_install_them(tmp_path):
 def test_healthz_is_503_naming_the_reason_while_kafka_cannot_be_reached(tmp_path):
     from tests.conftest import free_port
 
-    config = GatewayConfig(data_dir=tmp_path, bootstrap_servers=f"127.0.0.1:{free_port()}")  # nothing listens there
-    with TestClient(create_app(config=config)) as client:  # Kafka away at start is not fatal: OwnTracks spools
+    s = Settings(data_dir=tmp_path, kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens there
+    with TestClient(create_app(s)) as client:  # Kafka away at start is not fatal: OwnTracks spools
         r = client.get("/healthz")
         assert r.status_code == 503
         assert r.json() == {"status": "not_ready", "kafka": "connecting", "reason": "not connected to Kafka",

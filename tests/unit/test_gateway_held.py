@@ -12,8 +12,8 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.config import GatewayConfig
-from gateway.credentials import CredentialStore
+from core.settings import Settings
+from gateway.credentials import CredentialStore, path_in
 from gateway.held import HeldPings
 from gateway.main import create_app
 from gateway.ratelimit import RateLimiter
@@ -46,11 +46,12 @@ def drain(gw) -> None:
 @pytest.fixture
 def gw(tmp_path):
     """A gateway allowing 2 pings/s with a burst of 2, on a frozen clock; at most 5 held pings per device."""
-    config = GatewayConfig(data_dir=tmp_path, device_rate_pings_per_s=2, device_burst_pings=2,
-                           owntracks_held_max_per_device=5, owntracks_park_s=10.0, owntracks_park_per_device=1)
-    store = CredentialStore(config.credentials_path, refresh_s=0)
+    settings = Settings(data_dir=tmp_path, gateway_device_rate_pings_per_s=2, gateway_device_burst_pings=2,
+                        gateway_owntracks_held_max_per_device=5, gateway_owntracks_park_s=10.0,
+                        gateway_owntracks_park_per_device=1)
+    store = CredentialStore(path_in(settings.data_dir), refresh_s=0)
     producer = KeepingProducer()
-    app = create_app(config=config, producer=producer, credentials=store)
+    app = create_app(settings, producer=producer, credentials=store)
     clock = Clock()
     app.state.gateway.limiter.clock = clock
     _, secret = store.add("pc-17", "device")

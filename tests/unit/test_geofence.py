@@ -6,7 +6,8 @@ import pytest
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
-from processors.geofence import Hotspot, HotspotIndex, hotspots_from_geojson
+from formats.hotspots import hotspots_from_geojson
+from processors.geofence import Hotspot, HotspotIndex
 from tests.unit.tracks import KX, KY, LAT0, LON0, T0, H, index, lat_lon, polygon, square
 
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from processors.hotspots import BuildOptions, build_hotspots
-from streams.hotspotmap import draw_preview, lon_lat_to_mercator, mercator_to_lon_lat
+from formats.preview_map import draw_preview, lon_lat_to_mercator, mercator_to_lon_lat
 from tests.unit.test_hotspots_build import HARM, concentrated
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from processors.hotspots import BuildOptions, build_hotspots, make_records
 from processors.hotspots.briefing import window_phrase
 from processors.hotspots.grid import Grid
-from streams.crimefiles import read_harm_table
+from formats.crimes import read_harm_table
 from tests.data.generate import epoch, planted
 
 HARM = read_harm_table()

@@ -11,7 +11,7 @@ from shapely.geometry import box
 from processors.hotspots import (NO_HARM_WEIGHT, NO_TIME_OF_DAY, BuildOptions, build_hotspots, make_records,
                                  parse_harm_table)
 from processors.hotspots.grid import Grid, to_wgs84
-from streams.crimefiles import read_harm_table
+from formats.crimes import read_harm_table
 from tests.data.generate import epoch, planted
 
 HARM = read_harm_table()

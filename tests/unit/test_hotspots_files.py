@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from processors.hotspots import DAY, EXACT, MONTH, HarmTableError, parse_harm_table
-from streams.cli import main
-from streams.crimefiles import (COORDINATES_OUT_OF_RANGE, DUPLICATE_CRIME_ID, NO_CATEGORY, NO_COORDINATES,
+from cli import main
+from formats.crimes import (COORDINATES_OUT_OF_RANGE, DUPLICATE_CRIME_ID, NO_CATEGORY, NO_COORDINATES,
                                 UNREADABLE_COORDINATES, UNREADABLE_HARM, UNREADABLE_MONTH, UNREADABLE_OCCURRED_AT,
                                 WRONG_FIELD_COUNT, CrimeFileError, read_crime_file, read_harm_table, read_mask)
 from tests.data.generate import epoch

@@ -11,7 +11,7 @@ from pyproj import Geod
 from processors.hotspots import BuildOptions, build_hotspots, parse_cell_id
 from processors.hotspots.grid import Grid, choose_metric_epsg, os_grid_reference, to_metric
 from processors.hotspots.ids import cell_id
-from streams.crimefiles import read_harm_table
+from formats.crimes import read_harm_table
 from tests.data.generate import epoch, planted
 
 GEOD = Geod(ellps="WGS84")

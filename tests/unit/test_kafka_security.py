@@ -11,9 +11,9 @@ import subprocess
 import pytest
 from pydantic import ValidationError
 
-from streams.broker import BrokerError, LocalBroker
-from streams.kafka import KafkaSecurity, make_admin, make_consumer, make_producer
-from streams.settings import Settings
+from core.broker import BrokerError, LocalBroker
+from core.kafka import KafkaSecurity, make_admin, make_consumer, make_producer
+from core.settings import Settings
 from tests.conftest import HOTSPOT
 
 SASL_ENV = {"HOTSPOT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "HOTSPOT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",

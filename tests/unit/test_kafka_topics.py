@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 from aiokafka.errors import KafkaError
 
-from streams.kafka import _created_topics
+from core.kafka import _created_topics
 
 
 def _response(*entries):

@@ -1,7 +1,7 @@
 """The live simulation's clock: planned first, then stamped and sent in real time; each run's own device ids."""
 from __future__ import annotations
 
-from streams.livesim import LiveSchedule, plan, run_prefix
+from simulation.live import LiveSchedule, plan, run_prefix
 
 HOUR_MS = 3_600_000
 

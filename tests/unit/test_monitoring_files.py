@@ -20,7 +20,7 @@ import yaml
 import gateway.metrics  # noqa: F401  (registers the gateway's metrics)
 import sinks.metrics  # noqa: F401  (registers the worker's and sinks' metrics)
 from prometheus_client import REGISTRY
-from streams.settings import Settings
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -128,10 +128,9 @@ def test_prometheus_scrapes_the_ports_and_path_the_worker_and_gateway_serve(tmp_
     # the worker binds its metrics port on HOTSPOT_HTTP_HOST: reachable from Prometheus's container
     assert compose_env("worker")["HOTSPOT_HTTP_HOST"] == "0.0.0.0"
 
-    from gateway.config import GatewayConfig
     from gateway.main import create_app
 
-    app = create_app(Settings(data_dir=tmp_path), config=GatewayConfig(data_dir=tmp_path))
+    app = create_app(Settings(data_dir=tmp_path))
     assert "/metrics" in {getattr(r, "path", None) for r in app.routes}
 
     from sinks.health import serve_metrics_and_health

@@ -11,12 +11,11 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.config import GatewayConfig
-from gateway.credentials import CredentialStore
+from gateway.credentials import CredentialStore, path_in
 from gateway.dosage import snapshot_from_rows
 from gateway.main import create_app
 from schemas.codec import Codec
-from streams.settings import Settings
+from core.settings import Settings
 from tests.unit.test_gateway_api import PING, KeepingProducer
 
 LAT, LON = 51.5000, -0.1000
@@ -44,11 +43,10 @@ def schedule(arms: dict[str, str]) -> dict[str, dict]:
 @pytest.fixture
 def env(tmp_path):
     settings = Settings(data_dir=tmp_path, environment="development", session_refresh_s=0.0, directions_daily_cap=1000,
-                        dosage_cache_s=0)
-    config = GatewayConfig(data_dir=tmp_path, ack_timeout_s=2.0, credentials_refresh_s=0)
-    store = CredentialStore(config.credentials_path, refresh_s=0)
+                        dosage_cache_s=0, gateway_ack_timeout_s=2.0)
+    store = CredentialStore(path_in(settings.data_dir), refresh_s=0)
     producer = KeepingProducer()
-    app = create_app(settings, config=config, producer=producer, credentials=store)
+    app = create_app(settings, producer=producer, credentials=store)
     secrets_ = {n: store.add(n, "user", r)[1] for n, r in (("officer1", "officer"), ("sgt1", "supervisor"),
                                                            ("ana1", "analyst"))}
     service = app.state.gateway.officer

@@ -1,7 +1,7 @@
 """`hotspot pings send` of history: refused without --backfill, processed with it.
 
 A backfill ping travels with no arrival time (Avro `received_ms` 0), so the
-worker's pure path (`streams.rows.ping_from_record`, then `processors.batch`)
+worker's pure path (`formats.records.ping_from_record`, then `processors.batch`)
 orders it by fix time and does not age-check it, as `hotspot replay` does.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from processors.config import ProcessingConfig
 from processors.geofence import HotspotIndex
 from processors.model import STALE_TIMESTAMP, Ping
 from processors.validation import check_ping
-from schemas.codec import Codec
-from streams.cli.pings import BACKFILL_EXTRA, count_stale
-from streams.rows import ping_from_record, ping_record
+from core.codecs import codec_for
+from replay.send import BACKFILL_EXTRA, count_stale
+from formats.records import ping_from_record, ping_record
 from tests.conftest import HOTSPOT
 
 DAY_MS = 86_400_000
@@ -25,7 +25,7 @@ DAY_MS = 86_400_000
 
 def _through_kafka(p: Ping, extra=None) -> Ping:
     """What the worker makes of a ping `hotspot pings send` published: Avro out, Avro in."""
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     return ping_from_record(codec.decode(codec.encode(ping_record(p, "replay", extra))))
 
 
@@ -97,10 +97,10 @@ def test_sending_a_historical_export_without_backfill_is_refused_naming_the_flag
 
 def test_a_rejected_backfill_ping_keeps_a_received_at_the_table_ttl_does_not_drop_at_once():
     from processors.model import DUPLICATE, RejectedPing
-    from sinks.rows import rejected_row
-    from streams.rows import reject_record
+    from formats.records import rejected_row
+    from formats.records import reject_record
 
-    codec = Codec("Ping")
+    codec = codec_for("Ping")
     ts_ms = int(time.time() * 1000) - 9 * DAY_MS
     record = codec.decode(codec.encode(ping_record(_track(ts_ms, 1, None)[0], "replay", BACKFILL_EXTRA)))
     row = rejected_row(reject_record(RejectedPing(ping_from_record(record), DUPLICATE), record), "pings/0/7")

@@ -15,7 +15,8 @@ import asyncio
 
 from aiokafka import TopicPartition
 
-from streams.pipeline import PINGS, LivePipeline
+from streams.clocks import PartitionClocks
+from streams.pipeline import PINGS
 
 TP = TopicPartition(PINGS, 1)
 
@@ -55,24 +56,36 @@ class _Store:
         return partition == TP.partition
 
 
-def _pipeline(consumer: _Consumer, handled: int | None = None, newest_arrival_ms: int | None = None) -> LivePipeline:
-    p = LivePipeline.__new__(LivePipeline)  # the clock needs no broker, store or writer
-    p.consumer, p.store = consumer, _Store()
-    p.settings = type("S", (), {"worker_arrival_margin_s": 0.1})()
-    p._positions = {} if handled is None else {TP: handled}
-    p._start_positions = {}
-    p._arrival_clock = {} if newest_arrival_ms is None else {TP.partition: newest_arrival_ms}
-    return p
+class _Clocks:
+    """The worker's clocks (streams.clocks.PartitionClocks) with a consumer: no broker, store or writer needed."""
+
+    def __init__(self, consumer: _Consumer, handled: int | None, newest_arrival_ms: int | None):
+        self.consumer = consumer
+        self.clocks = PartitionClocks(_Store().owns, margin_s=0.1)
+        if handled is not None:
+            self.clocks.positions[TP] = handled
+        if newest_arrival_ms is not None:
+            self.clocks.arrival[TP.partition] = newest_arrival_ms
+
+    async def handled_position(self, tp):
+        return await self.clocks.handled_position(self.consumer, tp)
+
+    async def current(self):
+        return await self.clocks.current(self.consumer)
+
+
+def _pipeline(consumer: _Consumer, handled: int | None = None, newest_arrival_ms: int | None = None) -> _Clocks:
+    return _Clocks(consumer, handled, newest_arrival_ms)
 
 
 def test_a_backlog_returned_but_not_handled_is_not_the_end_of_the_partition():
     p = _pipeline(_Consumer(committed=9000, end=10_000), newest_arrival_ms=1_750_000_000_000)
-    assert asyncio.run(p._handled_position(TP)) == 9000
-    assert asyncio.run(p._partition_clocks()) == {1: 1_750_000_000_000}   # the data's clock, not the wall's
+    assert asyncio.run(p.handled_position(TP)) == 9000
+    assert asyncio.run(p.current()) == {1: 1_750_000_000_000}   # the data's clock, not the wall's
 
 
 def test_with_nothing_handled_and_nothing_read_there_is_no_clock():
-    assert asyncio.run(_pipeline(_Consumer(committed=9000, end=10_000))._partition_clocks()) == {}
+    assert asyncio.run(_pipeline(_Consumer(committed=9000, end=10_000)).current()) == {}
 
 
 def test_a_partition_handled_to_its_end_runs_on_the_wall_clock_as_it_was_before_the_end_was_asked():
@@ -80,7 +93,7 @@ def test_a_partition_handled_to_its_end_runs_on_the_wall_clock_as_it_was_before_
 
     before = int((time.time() - 0.1) * 1000)
     consumer = _Consumer(committed=9000, end=10_000)
-    clocks = asyncio.run(_pipeline(consumer, handled=10_000, newest_arrival_ms=1_750_000_000_000)._partition_clocks())
+    clocks = asyncio.run(_pipeline(consumer, handled=10_000, newest_arrival_ms=1_750_000_000_000).current())
     # Everything appended before that moment was below the end the broker gave: less the margin.
     assert before <= clocks[1] <= int((consumer.asked_at_s[0] - 0.1) * 1000)
 
@@ -90,10 +103,10 @@ def test_a_stale_highwater_does_not_pass_for_the_end_when_more_has_arrived_since
     # machine) a straggler arrived at offset 10,000. Releasing on the wall clock now would judge it late.
     p = _pipeline(_Consumer(committed=9000, end=10_000, log_end=10_001), handled=10_000,
                   newest_arrival_ms=1_750_000_000_000)
-    assert asyncio.run(p._partition_clocks()) == {1: 1_750_000_000_000}
+    assert asyncio.run(p.current()) == {1: 1_750_000_000_000}
 
 
 def test_an_idle_partition_never_committed_starts_at_its_beginning():
     p = _pipeline(_Consumer(committed=None, end=0, start=0))
-    assert asyncio.run(p._handled_position(TP)) == 0
-    assert 1 in asyncio.run(p._partition_clocks())   # nothing to read: its devices can still fall silent
+    assert asyncio.run(p.handled_position(TP)) == 0
+    assert 1 in asyncio.run(p.current())   # nothing to read: its devices can still fall silent

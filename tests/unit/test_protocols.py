@@ -11,14 +11,14 @@ from gateway.protocols import (
     KNOT_MPS, FieldError, osmand_device_id, parse_native, parse_osmand, parse_owntracks, parse_traccar_json,
     timestamp_ms, traccar_json_device_id,
 )
-from schemas.codec import Codec
+from core.codecs import codec_for
 
 RECEIVED_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 
 
 def assert_plausible(ping: dict) -> None:
     """Physical limits every decoded ping must respect, whatever the protocol."""
-    Codec("Ping").encode(ping)  # fits the Avro contract
+    codec_for("Ping").encode(ping)  # fits the Avro contract
     assert -90 <= ping["lat"] <= 90 and -180 <= ping["lon"] <= 180
     assert 946_684_800_000 <= ping["ts_ms"] <= ping["received_ms"] + 24 * 3600 * 1000, "fix time far in the future"
     if ping["speed_mps"] is not None:

@@ -9,8 +9,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from streams.cli import main
-from streams.replayfiles import (PING_FIELDS, _Block, _csv_block_fast, iso_utc, make_ping, parse_ts_ms)
+from cli import main
+from formats.replayfiles import PING_FIELDS, _Block, _csv_block_fast, make_ping
+from formats.timestamps import iso_utc, parse_ts_ms
 from tests.conftest import HOTSPOT
 from tests.unit.tracks import H, T0, lat_lon
 
@@ -227,7 +228,7 @@ def test_param_changes_the_processing(tmp_path, hotspots, capsys):
 
 
 def test_progress_bar_and_summary_go_to_stderr(tmp_path, hotspots, capsys, monkeypatch):
-    import streams.cli.replay as cmd
+    import cli.replay as cmd
 
     monkeypatch.setattr(cmd, "_PROGRESS_MIN_BYTES", 0)
     _write_csv(tmp_path / "pings.csv", _patrol_rows())

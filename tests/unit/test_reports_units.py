@@ -32,7 +32,7 @@ def test_pseudonyms_are_stable_per_salt_and_kind_and_hide_the_name():
 
 
 def test_salt_is_made_once_private_and_the_setting_wins(tmp_path):
-    from streams.settings import Settings
+    from core.settings import Settings
 
     s = Settings(data_dir=tmp_path / "d")
     first = load_salt(s)

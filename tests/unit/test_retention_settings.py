@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from sinks.clickhouse import load_migrations
 from sinks.retention import RETENTION, days_by_table, default_days, ttl_expression
-from streams.settings import Settings
+from core.settings import Settings
 
 
 def test_every_retention_line_names_a_setting_and_raw_pings_are_kept_shortest():

@@ -13,13 +13,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from gateway.config import GatewayConfig
-from gateway.credentials import CredentialStore
+from gateway.credentials import CredentialStore, path_in
 from gateway.deps import OfficerUser, SupervisorUser
 from gateway.main import create_app
 from gateway.sessions import SecretKeyError, SessionStore, load_secret_key
 from schemas.codec import Codec
-from streams.settings import Settings
+from core.settings import Settings
 from tests.conftest import wait_until
 from tests.unit.test_gateway_api import KeepingProducer
 
@@ -103,12 +102,11 @@ def test_sessions_file_is_private(tmp_path):
 
 def make_env(tmp_path, **settings_changes):
     values = dict(data_dir=tmp_path, environment="development", signin_burst=3, signin_per_s=0.001,
-                  session_refresh_s=0.0)
+                  session_refresh_s=0.0, gateway_ack_timeout_s=2.0)
     settings = Settings(**{**values, **settings_changes})
-    config = GatewayConfig(data_dir=tmp_path, ack_timeout_s=2.0, credentials_refresh_s=0)
-    store = CredentialStore(config.credentials_path, refresh_s=0)
+    store = CredentialStore(path_in(settings.data_dir), refresh_s=0)
     producer = KeepingProducer()
-    app = create_app(settings, config=config, producer=producer, credentials=store)
+    app = create_app(settings, producer=producer, credentials=store)
     probe = APIRouter()
 
     @probe.post("/test/officer")

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from sinks.clickhouse import Migration, mask_dsn
-from streams.settings import Settings, mask_url
+from core.settings import Settings, mask_url
 from tests.conftest import HOTSPOT
 
 

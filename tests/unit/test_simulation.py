@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import shapely
 
-from processors.simulation import (
-    ACCURACY_TO_SIGMA, FOOT, STATIONARY, VEHICLE, SimConfig, Simulation, hotspots_from_features, scenario_config,
-)
-from streams.cli import main
-from streams.simfiles import iso_local, parse_ts_ms, read_truth, write_simulation
+from simulation.config import ACCURACY_TO_SIGMA, FOOT_CODE, STATIONARY_CODE, VEHICLE_CODE, SimConfig, scenario_config
+from simulation.simulate import Simulation
+from simulation.world import hotspots_from_features
+from cli import main
+from formats.timestamps import iso_local_many, parse_ts_ms
+from simulation.files import LOCAL_ZONE, read_truth, write_simulation
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,7 @@ def test_pings_file_is_the_replay_format_in_delivery_order_with_uk_offsets(day, 
 def test_local_offsets_follow_the_uk_clock_change():
     # 2025-10-26 01:00 UTC the UK goes back from BST (+01:00) to GMT (+00:00)
     before, after = parse_ts_ms("2025-10-26T00:59:59Z"), parse_ts_ms("2025-10-26T01:00:00Z")
-    assert iso_local([before, after]) == ["2025-10-26T01:59:59+01:00", "2025-10-26T01:00:00+00:00"]
+    assert iso_local_many([before, after], LOCAL_ZONE) == ["2025-10-26T01:59:59+01:00", "2025-10-26T01:00:00+00:00"]
 
 
 # --- behaviours and truth ------------------------------------------------------
@@ -201,7 +202,7 @@ def test_vehicles_drive_at_8_to_15_mps_and_stay_vehicles_while_waiting_at_juncti
     for d in day.device_ids:
         tr = day.true_track(d)
         v = _speed(tr)
-        veh = tr.mode == VEHICLE
+        veh = tr.mode == VEHICLE_CODE
         assert v[veh].max() <= 15.0 + 1e-6
         assert np.percentile(v[veh & (v > 1)], 75) >= 8.0
         # runs of standing still inside vehicle time are the junction waits
@@ -216,7 +217,7 @@ def test_officers_walk_at_1_1_to_1_6_mps(day):
     for d in day.device_ids:
         tr = day.true_track(d)
         v = _speed(tr)
-        walking = (tr.mode == FOOT) & (v > 0.5)
+        walking = (tr.mode == FOOT_CODE) & (v > 0.5)
         assert 1.1 - 1e-6 <= np.median(v[walking]) <= 1.6 + 1e-6
         assert v[walking].max() <= 1.6 + 1e-6
 
@@ -241,7 +242,7 @@ def test_standing_stops_last_over_2_minutes_within_a_few_metres_inside_the_hot_s
         k = (tr.t_ms >= s.started_ms) & (tr.t_ms <= s.ended_ms)
         cx, cy = day.frame.to_xy(s.lon, s.lat)
         assert np.hypot(tr.x_m[k] - cx, tr.y_m[k] - cy).max() <= 3.0
-        assert (tr.mode[k][1:] == STATIONARY).all()
+        assert (tr.mode[k][1:] == STATIONARY_CODE).all()
         assert shapely.contains_xy(areas[s.hotspot_id], cx, cy)
 
 
@@ -249,7 +250,7 @@ def test_walking_never_dawdles_like_a_stop(day):
     """Outside the designed stops nobody stays within 30 m for 2 minutes on foot, so truth stops are the only stops."""
     for d in day.device_ids:
         tr = day.true_track(d)
-        foot = tr.mode == FOOT
+        foot = tr.mode == FOOT_CODE
         edges = np.flatnonzero(np.diff(np.concatenate([[0], foot.astype(int), [0]])))
         for a, b in zip(edges[::2], edges[1::2]):
             if b - a <= 120:
@@ -383,4 +384,4 @@ def test_simulate_refuses_a_hot_spot_file_without_ids(tmp_path, capsys):
         {"type": "Feature", "properties": {"name": "x"},
          "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [0, 1e-3], [1e-3, 0], [0, 0]]]}}]}))
     assert main(["simulate", "--out", str(tmp_path / "o"), "--hotspots", str(bad)]) == 1
-    assert "feature 1 has no properties.id" in capsys.readouterr().err
+    assert "feature 0: properties.id must be a non-empty string" in capsys.readouterr().err

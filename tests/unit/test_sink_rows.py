@@ -1,11 +1,11 @@
-"""The column-at-once builders of sinks/rows.py and the writer's column input, without ClickHouse."""
+"""The column-at-once builders of formats/records.py and the writer's column input, without ClickHouse."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sinks.rows import PING_COLUMNS, ping_row, ping_rows_arrow, ping_rows_columns
+from formats.records import PING_COLUMNS, ping_row, ping_rows_arrow, ping_rows_columns
 from sinks.writer import ClickHouseWriter, _ArrowColumn, _NotForArrow, _python_values
 
 
@@ -67,7 +67,7 @@ def test_ping_rows_arrow_are_ping_row_column_by_column():
 
 def test_ping_rows_arrow_takes_ping_objects_as_ping_record_would_make_them():
     from processors.model import Ping
-    from streams.rows import ping_record
+    from formats.records import ping_record
 
     pings = [Ping("dev-1", 1_700_000_000_000 + i, 51.5, -1.25, 12.5 if i % 2 else None, 1.5, None, 60.0, None,
                   None if i % 3 == 0 else 1_700_000_000_900 + i, ("owntracks", None, "")[i % 3]) for i in range(6)]

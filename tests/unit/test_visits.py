@@ -226,7 +226,7 @@ def test_other_confirmation_periods_are_honoured():
 
 def test_an_open_visit_reports_its_dwell_so_far_up_to_its_last_inside_fix():
     from processors.batch import open_visits, process_batch
-    from sinks.rows import state_version, visit_progress_row
+    from formats.records import state_version, visit_progress_row
 
     r = process_batch({}, stay(0, 120, 10, (75, 75)) + stay(420, 600, 10, (75, 75)), index(H), CFG)
     (p,) = open_visits(r.states.values())

@@ -1,5 +1,0 @@
-import sys
-
-from streams.cli import main
-
-sys.exit(main())
