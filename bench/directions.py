@@ -148,7 +148,7 @@ def main() -> int:
 
     from gateway.credentials import CredentialStore, path_in
     from core.broker import LocalBroker
-    from streams.hotspotfeed import publish
+    from core.feeds import publish
     from core.kafka import ensure_topics
     from core.settings import Settings
 

@@ -146,7 +146,7 @@ def allocation_record(row: dict) -> dict:
 def publish_schedule(schedule) -> int:
     import asyncio
 
-    from streams.hotspotfeed import publish_records
+    from core.feeds import publish_records
     from core.settings import get_settings
 
     s = get_settings()

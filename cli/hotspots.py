@@ -294,7 +294,7 @@ def _publish(args) -> int:
     from cli import CommandError
     from core.settings import get_settings
     from formats.hotspots import HotspotFileError, read_collection, records_from_geojson
-    from streams.hotspotfeed import publish
+    from core.feeds import publish
 
     try:
         records = records_from_geojson(read_collection(args.file), int(time.time() * 1000))
@@ -313,7 +313,7 @@ def _list(args) -> int:
     import json
     from datetime import datetime, timezone
 
-    from streams.hotspotfeed import read_all
+    from core.feeds import read_all
     from core.settings import get_settings
 
     current = asyncio.run(read_all(get_settings().bootstrap_servers))
@@ -335,7 +335,7 @@ def _retire(args) -> int:
     import asyncio
 
     from cli import CommandError
-    from streams.hotspotfeed import read_all, retire
+    from core.feeds import read_all, retire
     from core.settings import get_settings
 
     bootstrap = get_settings().bootstrap_servers

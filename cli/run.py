@@ -128,7 +128,7 @@ def _publish_simulated_town(s, seed: int) -> None:
     from simulation.config import scenario_config
     from simulation.simulate import Simulation
     from formats.hotspots import records_from_geojson
-    from streams.hotspotfeed import publish, read_all
+    from core.feeds import publish, read_all
 
     if asyncio.run(read_all(s.bootstrap_servers)):
         return

@@ -29,7 +29,7 @@ def _tasked(args) -> int:
     import time
 
     from cli import CommandError
-    from streams.hotspotfeed import read_all
+    from core.feeds import read_all
     from core.settings import get_settings
     from simulation.tasked import run
 

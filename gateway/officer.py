@@ -8,7 +8,7 @@ gateway's lifespan.
 
 What the routes know, and from where (so every gateway instance agrees):
 
-- hot spots: the compacted `hotspots` topic (streams.hotspotfeed.HotspotFeed,
+- hot spots: the compacted `hotspots` topic (core.feeds.HotspotFeed,
   as the worker follows it), centroids precomputed at each change;
 - trial schedule: the compacted `allocations` topic (`hotspot allocate
   --publish`); a hot spot's arm today is that of the allocation whose trial
@@ -184,7 +184,7 @@ class OfficerService:
     async def start(self, state) -> None:
         if not self.follow:
             return
-        from streams.hotspotfeed import CompactedFeed, HotspotFeed
+        from core.feeds import CompactedFeed, HotspotFeed
 
         bootstrap = state.settings.bootstrap_servers
 

@@ -43,7 +43,7 @@ def plan(officers: int, seed: int, hours: float, start_ms: int, hotspots: Sequen
 
 
 def published_features(current: Mapping[str, Mapping]) -> list[dict] | None:
-    """The hot spots the force has published (streams.hotspotfeed.read_all) as the features officers patrol,
+    """The hot spots the force has published (core.feeds.read_all) as the features officers patrol,
     in a fixed order so the same seed plans the same shift; None when there are none."""
     import json
 
@@ -86,7 +86,7 @@ async def run_live(bootstrap: str, partitions: int, officers: int, seed: int = 1
     """Publish the simulated shift in real time until it ends or `stop` is set; return pings sent."""
     from core.codecs import codec_for
     from formats.hotspots import records_from_geojson
-    from streams.hotspotfeed import publish, read_all
+    from core.feeds import publish, read_all
     from core.kafka import ensure_topics, make_producer
 
     await ensure_topics(bootstrap, partitions)

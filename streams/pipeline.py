@@ -11,7 +11,7 @@ The loop's parts live beside it, one job each: `streams.clocks` (the
 per-partition arrival clocks that release held pings and judge silence),
 `streams.emit` (rows, events and rejects of a result), `streams.checkpoint`
 (rows durable, states, acknowledgements, offsets: why a crash is harmless),
-`streams.statestore` (device state and its changelog), `streams.hotspotfeed`
+`streams.statestore` (device state and its changelog), `core.feeds`
 (the hot-spot and allocation feeds) and `streams.store` (opening the store
 and serving `hotspot sql`, which `open()` does, not the constructor).
 
@@ -59,7 +59,7 @@ from streams import readiness
 from streams.checkpoint import Checkpoint
 from streams.clocks import PartitionClocks
 from streams.emit import Emitter
-from streams.hotspotfeed import CompactedFeed, HotspotFeed
+from core.feeds import CompactedFeed, HotspotFeed
 from streams.statestore import DeviceStates
 from streams.store import open_store
 

@@ -2,6 +2,7 @@
 # Apply to a branch made before it:  git ls-files '*.py' | xargs sed -i -E -f tools/restructure_imports.sed
 # Longest names first; each line matches `from X import`, `import X`, and dotted uses like `X.attr` in strings.
 s/\bstreams\.cli\b/cli/g
+s/\bstreams\.hotspotfeed\b/core.feeds/g
 s/\bstreams\.settings\b/core.settings/g
 s/\bstreams\.kafka\b/core.kafka/g
 s/\bstreams\.datadir\b/core.datadir/g
@@ -26,7 +27,7 @@ s/^( *)from formats\.replayfiles import load_hotspots$/\1from formats.hotspots i
 s/^( *)from formats\.replayfiles import (.*)\breplay, (.*)$/\1from replay.batch import replay\n\1from formats.replayfiles import \2\3/M
 s/^( *)from formats\.replayfiles import (.+), replay$/\1from replay.batch import replay\n\1from formats.replayfiles import \2/M
 s/^( *)from formats\.replayfiles import replay$/\1from replay.batch import replay/M
-s/^( *)from streams\.hotspotfeed import (.+), records_from_geojson$/\1from formats.hotspots import records_from_geojson\n\1from streams.hotspotfeed import \2/M
+s/^( *)from streams\.hotspotfeed import (.+), records_from_geojson$/\1from formats.hotspots import records_from_geojson\n\1from core.feeds import \2/M
 s/^( *)from streams\.hotspotfeed import records_from_geojson$/\1from formats.hotspots import records_from_geojson/M
 s/^( *)from processors\.geofence import (.+), hotspots_from_geojson$/\1from formats.hotspots import hotspots_from_geojson\n\1from processors.geofence import \2/M
 s/^( *)from processors\.geofence import hotspots_from_geojson$/\1from formats.hotspots import hotspots_from_geojson/M
@@ -38,6 +39,7 @@ s/^( *)from simulation\.files import ((parse_ts_ms|iso_utc)(, (parse_ts_ms|iso_u
 # Left for a person (docs/restructure-map.md, "By hand"): gateway.config.GatewayConfig has no textual replacement.
 # File paths in prose, comments and docs (same moves):
 s#\bstreams/cli/#cli/#g
+s#\bstreams/hotspotfeed\.py#core/feeds.py#g
 s#\bstreams/settings\.py#core/settings.py#g
 s#\bstreams/kafka\.py#core/kafka.py#g
 s#\bstreams/datadir\.py#core/datadir.py#g

@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from streams.hotspotfeed import read_all
+from core.feeds import read_all
 from simulation.live import plan, published_features
 from tests.conftest import HOTSPOT, free_port, wait_until
 from tests.integration.test_run import _sql, read_until

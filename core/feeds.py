@@ -1,4 +1,7 @@
-"""Hot spots on the compacted Kafka topic `hotspots`: publish, retire, read, follow.
+"""Followers of compacted Kafka topics, and hot spots on `hotspots`: publish, retire, read, follow.
+
+The worker, the gateway (officer API, control room), the CLI and the simulators all follow these
+topics, so the followers live in the platform layer.
 
 The topic is the system's record of which hot spots exist: key = hot-spot id,
 value = the Avro `Hotspot` (its `published_ms` is the version), a tombstone
