@@ -268,6 +268,8 @@ def create_app(settings=None, *, config: GatewayConfig | None = None, producer: 
     app = _app(state, title="Hotspot Patrol gateway", lifespan=lifespan)
     app.include_router(ingest.router)
     _install_docs(app, settings.web_assets_dir)
+    from gateway import webapp  # the officer app's own static files at /app (issue 14)
+    webapp.install(app)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and Kafka readiness: 503 with the reason while Kafka "
              "cannot take writes")
