@@ -13,7 +13,6 @@ COPY processors processors
 COPY streams streams
 COPY sinks sinks
 COPY gateway gateway
-COPY web/app web/app
 COPY infra infra
 RUN pip install --no-cache-dir .
 
