@@ -23,6 +23,7 @@ const state = {
   nearbyAt: null,        // {lat, lon, ms} of the last nearby listing
   timers: [],
   dutyOffUnsent: false,  // went off duty while the server could not be told
+  recorded: 0,           // fixes recorded since the page opened
 };
 
 // ---- screens -------------------------------------------------------------------------------------------
@@ -206,6 +207,8 @@ async function onPosition(position) {
   state.pos = ping;
   setText("geo-error", "");
   await outbox.add(state.session.user, "ping", ping);
+  state.recorded += 1;
+  $("outbox").dataset.recorded = String(state.recorded); // how many fixes this page recorded (read by the tests)
   updateOutbox();
   dutyNote();
   const last = state.nearbyAt;
