@@ -238,6 +238,34 @@ class CredentialStore:
             return None
         return p
 
+    def user(self, name: str) -> Principal | None:
+        """The user named `name` (revoked ones too), or None; for checks made on every request (sessions)."""
+        self._maybe_reload()
+        row = self._by_name.get(("user", name))
+        return None if row is None else row.principal
+
+    def device(self, name: str) -> Principal | None:
+        self._maybe_reload()
+        row = self._by_name.get(("device", name))
+        return None if row is None else row.principal
+
+    def verify_user(self, name: str, secret: str) -> Principal | None:
+        """Sign-in: the active user `name` if `secret` is theirs, else None.
+
+        Does one scrypt whatever the outcome (an unknown name or key id is hashed against a
+        dummy salt), so the time taken does not tell an unknown name from a wrong secret.
+        Call it off the event loop.
+        """
+        self._maybe_reload()
+        key_id, _, random_part = secret.partition(".")
+        row = self._by_key.get(key_id)
+        if row is None or row.principal.kind != "user" or row.principal.name != name or row.principal.revoked:
+            _hash(random_part or secret, b"\0" * 16)
+            return None
+        if not hmac.compare_digest(_hash(random_part, row.salt), row.hash):
+            return None
+        return row.principal
+
     def verify(self, secret: str, name: str | None = None) -> Principal | None:
         """The active principal whose secret this is (and whose name is `name`, if given), else None.
 

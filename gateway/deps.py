@@ -21,6 +21,7 @@ from gateway.credentials import CredentialStore, Principal
 from gateway.held import HeldPings
 from gateway.publisher import Publisher
 from gateway.ratelimit import RateLimiter
+from gateway.sessions import SessionUser
 
 
 class ApiError(Exception):
@@ -53,6 +54,10 @@ class GatewayState:
     held: HeldPings | None = None  # OwnTracks pings over their rate; None: they get 429 like the others
     # Unknown OsmAnd identifiers per source address (gateway.ingest.osmand); build_state sizes it from the config.
     osmand_misses: RateLimiter = field(default_factory=lambda: RateLimiter(0.02, 10))
+    # Users and the officer app (issue 14; gateway.auth, gateway.officer): None until installed.
+    sessions: Any = None
+    signin_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(0.1, 10))
+    officer: Any = None
 
 
 async def get_state(request: Request) -> GatewayState:
@@ -154,27 +159,30 @@ async def basic_device(request: Request) -> Principal:
     return principal
 
 
-def require_roles(*roles: str):
-    """Dependency admitting a user whose role is one of `roles` (admin is always admitted)."""
+def require_roles(*roles: str, admin: bool = True):
+    """Dependency admitting a signed-in user (gateway.auth: session cookie, CSRF header on unsafe methods)
+    whose role is one of `roles` (any role when none is given; admin too unless `admin=False`).
+    401 without a live session, 403 for another role."""
 
-    async def dependency(request: Request) -> Principal:
-        principal = await _principal(request, request.app.state.gateway.credentials, "Bearer")
-        if principal.kind != "user":
-            raise ApiError(403, "forbidden", "a user credential is required (see `hotspot users add`)", field="authorization")
-        if principal.role not in roles and principal.role != "admin":
-            raise ApiError(403, "forbidden", f"role {principal.role} may not do this; needs {' or '.join(roles)}",
-                           field="authorization")
-        return principal
+    async def dependency(request: Request):
+        from gateway.auth import current_user
+
+        user = await current_user(request)
+        if roles and user.role not in roles and not (admin and user.role == "admin"):
+            raise ApiError(403, "forbidden", f"role {user.role} may not do this; needs {' or '.join(roles)}")
+        return user
 
     return dependency
 
 
 DeviceAuth = Annotated[Principal, Depends(bearer_device)]
 OwnTracksDevice = Annotated[Principal, Depends(basic_device)]
-OfficerUser = Annotated[Principal, Depends(require_roles("officer"))]
-SupervisorUser = Annotated[Principal, Depends(require_roles("supervisor"))]
-AnalystUser = Annotated[Principal, Depends(require_roles("analyst", "supervisor"))]
-AdminUser = Annotated[Principal, Depends(require_roles("admin"))]
+# Users, by session (issue 14): each resolves to a gateway.sessions.SessionUser.
+OfficerUser = Annotated[SessionUser, Depends(require_roles("officer", admin=False))]  # officers have a device; admins do not
+SupervisorUser = Annotated[SessionUser, Depends(require_roles("supervisor"))]
+AnalystUser = Annotated[SessionUser, Depends(require_roles("analyst", "supervisor"))]
+AdminUser = Annotated[SessionUser, Depends(require_roles("admin"))]
+AnyUser = Annotated[SessionUser, Depends(require_roles())]
 
 
 def rate_limit(state: GatewayState, device_id: str, pings: int, source: str) -> None:

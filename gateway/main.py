@@ -30,7 +30,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway import ingest, metrics
+from gateway import ingest, metrics, officer
 from gateway.config import GatewayConfig
 from gateway.credentials import CredentialStore
 from gateway.deps import ApiError, GatewayState
@@ -41,7 +41,7 @@ from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
 
-GATEWAY_TOPICS = ("pings",)  # what the gateway writes (Publisher.topic)
+GATEWAY_TOPICS = ("pings", "assignments", "activity", "audit")  # what the gateway writes
 
 
 class GatewayStartError(Exception):
@@ -83,7 +83,10 @@ async def prepare_topics(config: GatewayConfig) -> list[str]:
 
 
 KNOWN_ROUTES = frozenset({"/v1/pings", "/v1/owntracks", "/v1/osmand", "/healthz", "/metrics", "/openapi.json", "/",
-                          "/docs", "/redoc"})
+                          "/docs", "/redoc",
+                          # issue 14
+                          "/v1/session", "/v1/duty", "/v1/directions", "/v1/hotspots/nearby", "/v1/me/status",
+                          "/v1/activity", "/v1/activity/categories"})
 
 # Swagger UI and ReDoc come from web/node_modules (`npm ci` in `make setup`), never a CDN: a police network
 # often has no internet, and FastAPI's default pages would then be blank.
@@ -259,14 +262,17 @@ def create_app(settings=None, *, config: GatewayConfig | None = None, producer: 
                 raise
         await state.publisher.start()
         state.held.start(state.publisher)
+        await officer.start(state)
         try:
             yield
         finally:
+            await officer.stop(state)
             await state.held.stop()
             await state.publisher.stop()
 
     app = _app(state, title="Hotspot Patrol gateway", lifespan=lifespan)
     app.include_router(ingest.router)
+    officer.install(app, state, settings)  # issue 14: sessions and the officer routes
     _install_docs(app, settings.web_assets_dir)
     from gateway import webapp  # the officer app's own static files at /app (issue 14)
     webapp.install(app)

@@ -265,6 +265,23 @@ class Publisher:
         """Return once Kafka acknowledged every ping; raise KafkaUnavailable otherwise."""
         await self._send_records(self._records(pings))
 
+    async def send_to(self, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+        """Already encoded records to another topic (assignments, activity, audit) through the same producer;
+        return once acknowledged, else raise KafkaUnavailable."""
+        producer = self.producer
+        if producer is None:
+            raise KafkaUnavailable("not connected to Kafka yet")
+        try:
+            futures = [await producer.send(topic, value, key=key) for key, value in records]
+            await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout_s)
+        except asyncio.TimeoutError:
+            metrics.KAFKA_FAILURES.labels("timeout").inc()
+            raise KafkaUnavailable(f"Kafka did not acknowledge within {self.ack_timeout_s:g}s") from None
+        except Exception as exc:
+            metrics.KAFKA_FAILURES.labels("error").inc()
+            self._replace_producer(producer)
+            raise KafkaUnavailable(f"Kafka refused the records: {type(exc).__name__}: {exc}") from None
+
     async def send_or_spool(self, pings: list[dict]) -> str:
         """Kafka, or the durable spool when Kafka cannot take them now. Returns "kafka" or "spool"."""
         records = self._records(pings)

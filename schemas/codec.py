@@ -44,7 +44,7 @@ HISTORY_DIR = SCHEMA_DIR / "history"
 NAMESPACE = "org.hotspotpatrol"
 
 # Load order matters only for named types used by other files (RejectedPing uses Ping).
-SCHEMA_NAMES = ("Ping", "Hotspot", "PatrolEvent", "RejectedPing", "Assignment", "Activity", "Allocation")
+SCHEMA_NAMES = ("Ping", "Hotspot", "PatrolEvent", "RejectedPing", "Assignment", "Activity", "Allocation", "Audit")
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"

@@ -57,6 +57,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("activity"),
     TopicSpec("pings-rejected"),
     TopicSpec("allocations", compacted=True),
+    TopicSpec("audit"),  # issue 14: who signed in, who viewed locations (gateway.audit)
 )
 
 

@@ -167,6 +167,26 @@ class Settings(BaseSettings):
     gateway_owntracks_held_max_per_device: int = Field(20_000, ge=1, description="OwnTracks pings over the rate held on disk per device.")
     gateway_owntracks_held_max_total: int = Field(1_000_000, ge=1, description="OwnTracks pings held on disk over all devices.")
     gateway_owntracks_park_s: float = Field(60.0, ge=0, description="How long an OwnTracks request past the held limits waits unanswered for room.")
+    # --- officer app: sessions, directions, activity (issue 14) ---------------------------------
+    environment: Literal["development", "production"] = Field("development", description=(
+        "development: an empty or placeholder secret_key is replaced by a random key kept 0600 in the data "
+        "directory; production: the gateway refuses to start without a real secret_key (32+ characters)."))
+    session_ttl_s: float = Field(12 * 3600, gt=0, description="How long a sign-in lasts (a shift and some).")
+    session_refresh_s: float = Field(1.0, ge=0, description="How soon a sign-out or revocation elsewhere takes effect.")
+    signin_burst: int = Field(10, ge=1, description="Failed sign-ins one address may make before it gets 429.")
+    signin_per_s: float = Field(0.1, gt=0, description="Failed sign-ins per second an address earns back.")
+    directions_max_distance_m: float = Field(3000.0, gt=0, description="Hot spots farther than this are not offered.")
+    directions_daily_cap: int = Field(6, ge=1, description="Assignments per hot spot and trial day before it drops out.")
+    directions_default_target_minutes: float = Field(15.0, gt=0, description="Target of a hot spot without its own.")
+    directions_distance_scale_m: float = Field(1000.0, gt=0, description=(
+        "Distance weighting: a hot spot this far away weighs half as much as one at the officer's feet."))
+    dosage_cache_s: float = Field(10.0, ge=0, description="How long the gateway reuses today's dosage read from ClickHouse.")
+    activity_categories: dict[str, str] = Field(default_factory=lambda: {
+        "stop_account": "Stop and account", "community": "Community engagement", "search": "Search",
+        "arrest": "Arrest", "intelligence": "Intelligence submitted", "other": "Other"}, description=(
+        "Activity log categories, id -> label (HOTSPOT_ACTIVITY_CATEGORIES as JSON, or an [activity_categories] table)."))
+    idempotency_ttl_s: float = Field(24 * 3600, gt=0, description="How long a repeated Idempotency-Key gets the first answer.")
+
     map_tile_url: str = Field("", description=(
         "XYZ tile source for the basemap of `hotspot hotspots build --preview`, e.g. a force's own tile server "
         "https://tiles.example/{z}/{x}/{y}.png (respect the source's usage policy); empty: no basemap."))

@@ -43,7 +43,12 @@ def _gateway(args) -> int:
     host = args.host or settings.http_host
     port = args.port or settings.http_port
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(config=config)
+    from gateway.sessions import SecretKeyError
+
+    try:
+        app = create_app(config=config)
+    except SecretKeyError as exc:  # outside development, sessions need a real key (issue 14)
+        raise CommandError(f"gateway not started: {exc}") from None
     servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools",
                                              log_level=args.log_level, access_log=False))]
     if config.osmand_port and config.osmand_enabled:

@@ -46,12 +46,15 @@ SAMPLES = {
                          stage="worker", rejected_ms=9),
     "Assignment": dict(assignment_id="a1", user="pc123", device_id=None, hotspot_id="hs-1", assigned_ms=3,
                        officer_lat=51.0, officer_lon=-1.0, distance_m=350.0, candidates=4, trial_day="2024-05-01",
-                       arm="treatment"),
+                       arm="treatment", seed=123456789, eligible=["hs-1", "hs-2"], weights=[0.75, 0.25],
+                       dosage_known=True, target_minutes=15.0),
     "Activity": dict(activity_id="x1", user="pc123", device_id="dev-7", ts_ms=4, kind="engagement", hotspot_id="hs-1",
                      assignment_id="a1", note="spoke to shop owners", lat=None, lon=None, attributes={"people": "3"}),
     "Allocation": dict(trial_id="crossover-2024-05-01-seed7", hotspot_id="hs-1", day="2024-05-01",
                        starts_ms=1714539600000, ends_ms=1714626000000, arm="treatment", block="north", design="crossover",
                        seed=7),
+    "Audit": dict(audit_id="ab12", ts_ms=5, user="sgt1", role="supervisor", action="signin_ok", subject="sgt1",
+                  detail_json='{"session":"x"}', address="10.0.0.1"),
 }
 
 
@@ -242,7 +245,8 @@ def test_the_fast_encoder_refuses_integers_outside_an_avro_long():
         Codec("Ping").encode({**PING, "ts_ms": 2 ** 64})
 
 
-@pytest.mark.parametrize("name", ["Ping", "Hotspot", "Assignment", "Activity"])
+# Assignment carries arrays since issue 14 (eligible set, weights): it is encoded by fastavro, a few per minute.
+@pytest.mark.parametrize("name", ["Ping", "Hotspot", "Activity"])
 def test_every_flat_schema_gets_a_generated_encoder_identical_to_fastavro(name):
     import io
 
