@@ -146,10 +146,14 @@ def patrol_system(kafka_broker, tmp_path):  # noqa: F811
 def browser():
     assert CHROMIUM.is_file(), "Debian's chromium is needed: `make setup` installs it (apt-get install chromium)"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield b
-        b.close()
+    expect.set_options(timeout=TIMEOUT_MS)  # a busy machine: conditions get a generous deadline
+    try:
+        with sync_playwright() as pw:
+            b = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            yield b
+            b.close()
+    finally:
+        expect.set_options(timeout=5_000)  # Playwright's default, for the other tests
 
 
 def phone(browser, url: str, at: tuple[float, float]):
