@@ -337,23 +337,26 @@ def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(
     context.close()
 
 
-def test_a_supervisor_signed_in_to_the_officer_app_gets_403_for_directions_and_pings(patrol_system, browser):
+def test_a_supervisor_signed_in_to_the_officer_app_gets_403_for_duty_directions_and_pings(patrol_system, browser):
     url = patrol_system["url"]
     context, page = phone(browser, url, START)
     taps = Taps()
     sign_in(page, taps, patrol_system["users"]["supervisor"])
     expect(page.get_by_text("This app is for officers: your role cannot take directions.")).to_be_visible()
-    with page.expect_response(lambda r: r.url.endswith("/v1/directions")) as answer:
-        taps(page.get_by_role("button", name="Take me to a hot spot"))
+    with page.expect_response(lambda r: r.url.endswith("/v1/duty") and r.request.method == "POST") as answer:
+        taps(page.get_by_role("switch", name="On duty"))
     assert answer.value.status == 403
-    expect(page.get_by_text("Your role cannot take directions.", exact=True)).to_be_visible()
+    expect(page.get_by_text("Your role cannot go on duty in this app: it is for officers.")).to_be_visible()
+    expect(page.get_by_role("switch", name="On duty")).not_to_be_checked()
     shoot(page, "7-wrong-role")
-    # The ping route too, straight from the page with the session's CSRF token.
-    status = page.evaluate("""async () => {
+    # The officer routes straight from the page, with the session's cookie and CSRF token.
+    statuses = page.evaluate("""async () => {
         const s = await (await fetch('/v1/session')).json();
-        const r = await fetch('/v1/pings', {method: 'POST', headers: {'Content-Type': 'application/json',
-            'X-CSRF-Token': s.csrf_token}, body: JSON.stringify([{ts_ms: Date.now(), lat: 51.75, lon: -1.25}])});
-        return r.status;
+        const post = (path, body) => fetch(path, {method: 'POST', headers: {'Content-Type': 'application/json',
+            'X-CSRF-Token': s.csrf_token}, body: JSON.stringify(body)}).then((r) => r.status);
+        return [await post('/v1/directions', {lat: 51.752, lon: -1.2577}),
+                await post('/v1/pings', [{ts_ms: Date.now(), lat: 51.752, lon: -1.2577}]),
+                await post('/v1/activity', {client_id: 'x1', ts: new Date().toISOString(), kind: 'search', note: ''})];
     }""")
-    assert status == 403
+    assert statuses == [403, 403, 403]
     context.close()

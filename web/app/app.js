@@ -99,6 +99,7 @@ async function signedIn(session, { offline = false } = {}) {
   pollStatus();
   updateOutbox();
   if (offline) return;
+  loadCategories(); // now, so the activity log works later even if the phone is offline then
   try {
     const duty = await api.getDuty();
     if (duty.on_duty) startSharing();
@@ -165,7 +166,9 @@ async function onDutySwitch() {
     await api.setDuty(true, state.pos);
   } catch (err) {
     $("duty").checked = false;
-    setText("geo-error", err.status === 0 ? "No connection: going on duty needs the network." : `Could not go on duty (${err.message}).`);
+    setText("geo-error", err.status === 0 ? "No connection: going on duty needs the network."
+      : err.status === 403 ? "Your role cannot go on duty in this app: it is for officers."
+      : `Could not go on duty (${err.message}).`);
     return;
   }
   startSharing();
@@ -291,6 +294,11 @@ async function refreshNearby() {
 async function onTakeMe() {
   const button = $("take-me");
   setText("take-me-error", "");
+  if (!state.onDuty) {
+    // Directions send the position: only on duty, like every other position.
+    setText("take-me-error", "Go on duty first: directions use your position.");
+    return;
+  }
   button.disabled = true;
   try {
     const pos = await currentPosition();
