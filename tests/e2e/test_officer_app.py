@@ -29,6 +29,7 @@ import json
 import math
 import re
 import subprocess
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -174,9 +175,9 @@ def sign_in(page, taps: Taps, user: dict) -> None:
 class Fixes:
     """Moves the emulated phone and waits until the app has recorded each fix (its outbox counter)."""
 
-    def __init__(self, context, page):
-        self.context, self.page, self.recorded = context, page, 0
-        self.at: tuple[float, float] | None = None
+    def __init__(self, context, page, at: tuple[float, float]):
+        self.context, self.page, self.at = context, page, at
+        self.recorded = int(page.locator("#outbox").get_attribute("data-recorded") or 0)
 
     def move(self, lat: float, lon: float) -> None:
         self.context.set_geolocation({"latitude": lat, "longitude": lon, "accuracy": 5})
@@ -253,14 +254,14 @@ def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(
     shoot(page, "2-home-on-duty")
 
     # Walk into the hot spot and stay: the app shows the time in it from the live visit state.
-    fixes = Fixes(context, page)
-    fixes.move(*START)
+    fixes = Fixes(context, page, START)
     inside = centre(target)
     fixes.walk(inside, 4)
     visit = page.locator("#visit")
-    for i in range(60):
-        if visit.is_visible():
-            break
+    deadline = time.monotonic() + TIMEOUT_MS / 1000 * 2
+    i = 0
+    while not visit.is_visible() and time.monotonic() < deadline:
+        i += 1
         fixes.walk(offset(*inside, 3 * math.cos(i), 3 * math.sin(i)), 1)  # standing about: small jitter
     expect(visit).to_have_text(re.compile(rf"^In {target} \(Street {target[-1]}\) for \d+ of 15 minutes$"))
     shoot(page, "4-in-hot-spot")
