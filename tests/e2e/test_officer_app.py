@@ -254,6 +254,7 @@ def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(
     shoot(page, "2-home-on-duty")
 
     # Walk into the hot spot and stay: the app shows the time in it from the live visit state.
+    expect(page.locator("#outbox")).to_have_attribute("data-recorded", re.compile(r"^[1-9]"))  # on duty at START
     fixes = Fixes(context, page, START)
     inside = centre(target)
     fixes.walk(inside, 4)
