@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import metrics
-from gateway.deps import ApiError, DeviceAuth, OwnTracksDevice, PublisherDep, RawBody, State, rate_limit
+from gateway.deps import ApiError, OwnTracksDevice, PublisherDep, RawBody, State, rate_limit
+from gateway.officer import PingDevice, idempotent
 from gateway.protocols import (
     FieldError, osmand_device_id, parse_native, parse_osmand, parse_owntracks, parse_traccar_json,
     traccar_json_device_id,
@@ -117,7 +118,14 @@ def _unavailable(exc: KafkaUnavailable) -> ApiError:
 @router.post("/v1/pings", status_code=202, response_model=PingAccepted, responses=ERRORS,
              openapi_extra=_body_doc(PingIn, array=True),
              summary="One ping or an array; 202 only once Kafka has acknowledged the accepted ones")
-async def post_pings(device: DeviceAuth, body: RawBody, state: State, publisher: PublisherDep) -> Response:
+async def post_pings(device: PingDevice, body: RawBody, state: State, publisher: PublisherDep,
+                     request: Request) -> Response:
+    # A device's Bearer credential, or an officer's session (issue 14: the web app sends under app-<name>).
+    # With an Idempotency-Key, a repeat gets the first answer and publishes nothing.
+    return await idempotent(request, device.name, lambda: _post_pings(device, body, state, publisher))
+
+
+async def _post_pings(device, body: bytes, state, publisher) -> Response:
     received_ms = _now_ms()
     data = _json(body)
     single = not isinstance(data, list)
