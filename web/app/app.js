@@ -281,7 +281,9 @@ async function refreshNearby() {
     name.textContent = `${h.name} (${h.id})`;
     const meta = document.createElement("div");
     meta.className = "meta";
-    meta.textContent = `${distanceText(h.distance_m)} ${bearingText(h.bearing_deg)} · ${Math.floor(h.minutes_today ?? 0)} of ${h.target_minutes} minutes today`;
+    const today = h.minutes_today == null ? `target ${h.target_minutes} minutes today (time so far not known yet)`
+      : `${Math.floor(h.minutes_today)} of ${h.target_minutes} minutes today`;
+    meta.textContent = `${distanceText(h.distance_m)} ${bearingText(h.bearing_deg)} · ${today}`;
     const brief = document.createElement("div");
     brief.textContent = h.briefing_first_line || "";
     li.append(name, meta, brief);
