@@ -14,9 +14,9 @@ duty (a stricter start than "on duty") and stops when the direction (name, brief
 screen: the duty switch, then "Take me to a hot spot", i.e. 2 taps, asserted ≤ 3.
 
 Timing: the worker's visit confirmation is shortened through HOTSPOT_PROCESSING (enter 2 s, exit 4 s)
-so the walk takes seconds. The fixes the test emulates are paced about one a second because the
-processors count time from the fixes' own clock: that pace is the simulated walk, not a wait for
-readiness. Every wait for the system is a condition (`expect`, `wait_for_function`, `wait_until`) with
+so the walk takes seconds; to see the minutes grow the officer then stands in the hot spot for 70 s
+(a fix every 5 s). The fixes the test emulates are paced on the wall clock because the processors
+count time from the fixes' own clock: that pace is the simulated walk, not a wait for readiness. Every wait for the system is a condition (`expect`, `wait_for_function`, `wait_until`) with
 a generous deadline, so a busy machine makes the test slower, never red.
 
 Screenshots of each screen at 360×740 and 1280×800 go to tests/e2e/artifacts/officer-app/ (git-ignored,
@@ -265,6 +265,13 @@ def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(
         i += 1
         fixes.walk(offset(*inside, 3 * math.cos(i), 3 * math.sin(i)), 1)  # standing about: small jitter
     expect(visit).to_have_text(re.compile(rf"^In {target} \(Street {target[-1]}\) for \d+ of 15 minutes$"))
+    # Stay a minute and more, a fix every 5 s as a phone standing still might send: the time shown grows.
+    first_minutes = int(re.search(r" for (\d+) of", visit.inner_text()).group(1))
+    for i in range(14):
+        page.wait_for_timeout(5000)  # the officer standing in the hot spot (the phone's clock must move on)
+        fixes.move(*offset(*inside, 2 * math.cos(i), 2 * math.sin(i)))
+    page.wait_for_function("(m) => Number((/ for (\\d+) of 15 minutes$/.exec(document.getElementById('visit')"
+                           ".textContent) || [])[1]) > m", arg=first_minutes)
     shoot(page, "4-in-hot-spot")
 
     # Offline: walk out, log an activity, walk on; all of it waits on the phone.
@@ -285,6 +292,7 @@ def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(
     shoot(page, "5-activity-offline")
     taps(page.get_by_role("button", name="Back"))
     fixes.walk(offset(*outside, 0, -30), 6)  # well past the exit confirmation, on the phone's clock
+    expect(visit).to_have_text(re.compile(r"\(last known: no connection\)$"))
     assert pending(page) > 0
     expect(page.locator("#outbox")).to_contain_text("Waiting to send")
     shoot(page, "6-offline-queue")

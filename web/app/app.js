@@ -334,7 +334,11 @@ function showDirection(d) {
 async function pollStatus() {
   if (!state.session || document.hidden) return;
   let s;
-  try { s = await api.myStatus(); } catch (err) { return; }
+  try { s = await api.myStatus(); } catch (err) {
+    // Keep the last known visit on screen, but say it may be out of date.
+    if (!$("visit").hidden && !$("visit").textContent.endsWith(")")) $("visit").textContent += " (last known: no connection)";
+    return;
+  }
   const v = s.visit;
   $("visit").hidden = !v;
   if (v) {
