@@ -105,6 +105,9 @@ class OfficerService:
         self.idempotency = None
         self._feeds: list = []
         self._tasks: list[asyncio.Task] = []
+        # Directions wait until both the hot spots and the schedule are read: with the hot spots alone a
+        # control hot spot could be offered before the gateway knows there is a trial.
+        self.ready = not follow
 
     # ---- hot spots and schedule ------------------------------------------------
     def set_hotspots(self, records) -> None:
@@ -204,6 +207,7 @@ class OfficerService:
                     except Exception as exc:
                         log.warning("following %s: %s; retrying", feed.topic, exc)
                         await asyncio.sleep(2.0)  # back-off while Kafka is away
+            self.ready = True
             await self._follow_recent(bootstrap)
 
         self._tasks.append(asyncio.create_task(start_feeds(), name="officer-feeds"))
@@ -370,6 +374,9 @@ def _check_position(lat: float, lon: float) -> None:
 async def nearby(user: OfficerUser, service: Service, lat: float = Query(...), lon: float = Query(...),
                  limit: int = Query(10, ge=1, le=100)) -> Response:
     _check_position(lat, lon)
+    if not service.ready:
+        raise ApiError(503, "starting", "the gateway is still reading the hot spots and the trial schedule",
+                       headers={"Retry-After": "2"})
     now = _now_ms()
     today, _ = service.today(user.name, now)
     snap = service.dosage.snapshot if service.dosage is not None else None
@@ -402,6 +409,9 @@ class DirectionsIn(BaseModel):
              responses={409: {"description": "no eligible hot spot near the officer"}})
 async def directions(body: DirectionsIn, user: OfficerUser, service: Service, request: Request) -> Response:
     _check_position(body.lat, body.lon)
+    if not service.ready:
+        raise ApiError(503, "starting", "the gateway is still reading the hot spots and the trial schedule",
+                       headers={"Retry-After": "2"})
     now = _now_ms()
     today, day = service.today(user.name, now)
     dist = service.distances_m(body.lat, body.lon) if service.candidates else np.zeros(0)

@@ -330,11 +330,16 @@ def assignment_row(a: Mapping[str, Any], target_minutes: float | None = None) ->
         "assigned_at": a["assigned_ms"],
         "trial_day": _dt.date.fromisoformat(day) if day else None,
         "arm": a.get("arm") or "",
-        "target_minutes": target_minutes,
+        "target_minutes": target_minutes if target_minutes is not None else a.get("target_minutes"),
         "officer_lat": a.get("officer_lat"),
         "officer_lon": a.get("officer_lon"),
         "distance_m": a.get("distance_m"),
         "candidates": a.get("candidates"),
+        # issue 14: the randomisation, recorded (Assignment v2; v1 records have none)
+        "seed": a.get("seed"),
+        "eligible": list(a.get("eligible") or ()),
+        "weights": list(a.get("weights") or ()),
+        "dosage_known": None if a.get("dosage_known") is None else int(bool(a["dosage_known"])),
     }
 
 
@@ -353,6 +358,13 @@ def activity_row(a: Mapping[str, Any]) -> dict[str, Any]:
         "lon": a.get("lon"),
         "attributes": dict(a.get("attributes") or {}),
     }
+
+
+def audit_row(a: Mapping[str, Any]) -> dict[str, Any]:
+    """Row of `audit` for a decoded Audit (issue 14)."""
+    return {"audit_id": a["audit_id"], "ts": int(a["ts_ms"]), "user": a["user"], "role": a.get("role") or "",
+            "action": a["action"], "subject": a.get("subject") or "", "detail_json": a.get("detail_json") or "{}",
+            "address": a.get("address") or ""}
 
 
 def allocation_row(a: Mapping[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,15 @@ def create_app(settings: Settings, metrics_url: str | None = None, joined=None) 
     async def follow_allocations():
         await pipeline.follow_allocations()
 
+    # issue 14: the officer app's records (assignments, activity, audit) into ClickHouse (streams.recordsink)
+    from streams.recordsink import RecordSink
+
+    app.records = RecordSink(settings, client_factory=joined, joined_store=joined is not None)
+
+    @app.task
+    async def store_records():
+        await app.records.run()
+
     app.pipeline = pipeline  # for tests and the run command
     return app
 

@@ -20,6 +20,7 @@ COMMANDS = [
     "allocate",
     "replay",
     "simulate",
+    "tasked",
     "pings",
     "report",
     "devices",

@@ -134,6 +134,34 @@ def _publish_simulated_town(s, seed: int) -> None:
     print(f"hot spots  published the simulated town's {count} hot spots", flush=True)
 
 
+def tasked_share(officers: int) -> int:
+    """How many of the simulated officers are tasked through the directions API: a quarter, at least one of two
+    or more (the rest patrol untasked, the background presence a trial measures)."""
+    return 0 if officers < 2 else max(1, officers // 4)
+
+
+LOGINS = (("officer1", "officer", "/app"), ("supervisor1", "supervisor", "/control"))
+
+
+def _print_logins(s, base: str) -> None:
+    """Ready-made users for the officer app and the control room, each with a fresh secret shown once here
+    (stored hashed, like `hotspot users add`; an earlier run's secret is revoked)."""
+    from gateway.credentials import CredentialError, CredentialStore, path_in
+
+    store = CredentialStore(path_in(s.data_dir))
+    try:
+        for name, role, page in LOGINS:
+            try:
+                _, secret = store.add(name, "user", role)
+            except CredentialError:
+                store.revoke(name, "user")
+                _, secret = store.add(name, "user", role)
+            label = "officer app" if role == "officer" else "control room"
+            print(f"{label:<12}{base}{page}  sign in as {name} / {secret}", flush=True)
+    finally:
+        store.close()
+
+
 def _run(args) -> int:
     import asyncio
 
@@ -199,12 +227,20 @@ def _run(args) -> int:
             _wait_for(gateway, lambda: _http_ok(f"{base}/healthz"), 60, f"waiting for {base}/healthz")
             print(f"gateway    {base}  (devices: POST /v1/pings, /v1/owntracks, /v1/osmand; API docs {base}/docs)",
                   flush=True)
+            _print_logins(s, base)  # issue 14
 
-        if args.simulate > 0:
-            sim = Child("simulation", ["simulate", "--live", "--officers", str(args.simulate), "--seed", str(args.seed),
-                                       "--hours", "12"], logs / "simulation.log")
+        tasked = 0 if args.no_gateway else tasked_share(args.simulate)
+        if args.simulate - tasked > 0:
+            sim = Child("simulation", ["simulate", "--live", "--officers", str(args.simulate - tasked), "--seed",
+                                       str(args.seed), "--hours", "12"], logs / "simulation.log")
             children.append(sim)
-            print(f"simulation {args.simulate} officers on patrol  log {sim.log}", flush=True)
+            print(f"simulation {args.simulate - tasked} officers on patrol, untasked  log {sim.log}", flush=True)
+        if tasked:
+            team = Child("tasked", ["tasked", "--officers", str(tasked), "--seed", str(args.seed), "--url", base,
+                                    "--hours", "12"], logs / "tasked.log")
+            children.append(team)
+            print(f"           {tasked} officers tasked through the officer app's directions API  log {team.log}",
+                  flush=True)
 
         print(f"ready in {time.monotonic() - t0:.1f}s — try: hotspot sql \"SELECT * FROM hotspot.visits_current "
               f"ORDER BY entered_at DESC LIMIT 10\"; Ctrl-C to stop", flush=True)
