@@ -104,6 +104,21 @@ def test_run_brings_up_the_system_with_simulated_officers_and_ctrl_c_stops_all_o
                                  f"{_sql_raw(env, 'SELECT count() FROM hotspot.pings')}\n"
                                  f"worker log:\n{tails['worker']}\nsimulation log:\n{tails['simulation']}")
 
+        # issue 14: the app's URL and a ready-made officer login that works; a quarter of the simulated
+        # officers are tasked through the directions API, so assignments reach ClickHouse.
+        base = f"http://127.0.0.1:{env['HOTSPOT_HTTP_PORT']}"
+        (app_line,) = [line for line in lines if line.startswith("officer app")]
+        assert f"{base}/app" in app_line and "sign in as officer1 / " in app_line
+        assert any(line.startswith("control room") and f"{base}/control" in line for line in lines), lines
+        secret = app_line.split(" / ", 1)[1].strip()
+        import httpx
+
+        signed_in = httpx.post(base + "/v1/session", json={"name": "officer1", "secret": secret}, timeout=30)
+        assert signed_in.status_code == 200 and signed_in.json()["device_id"] == "app-officer1"
+        assert any("1 officers tasked through the officer app's directions API" in line for line in lines), lines
+        wait_until(lambda: _sql(env, "SELECT assignment_id FROM hotspot.assignments FINAL WHERE startsWith(user, 'tasked-')"),
+                   120, "an assignment of a tasked officer", interval_s=0.5)
+
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0
         assert not running(broker_pid)
