@@ -344,7 +344,25 @@ def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(
                                          f"WHERE device_id = '{device_id}' AND exited_at IS NOT NULL"),
                         120, "the visit to close", interval_s=0.5)
     assert [v["hotspot_id"] for v in visits] == [target]
-    assert float(visits[0]["dwell_s"]) > 0
+    assert float(visits[0]["dwell_s"]) > 60  # the minute and more it stood there
+
+    # Off duty: the watch stops at once, and a move is not recorded (waited over two status polls, during
+    # which an emulated fix would have been delivered had the watch still run).
+    taps(duty)
+    expect(duty).not_to_be_checked()
+    expect(duty).to_have_attribute("data-watching", "false")
+    expect(page.get_by_text("Off duty: your location is not shared.")).to_be_visible()
+    context.set_geolocation({"latitude": START[0], "longitude": START[1], "accuracy": 5})
+    for _ in range(2):
+        with page.expect_response(lambda r: r.url.endswith("/v1/me/status")):
+            pass
+    assert int(page.locator("#outbox").get_attribute("data-recorded")) == fixes.recorded
+    wait_until(lambda: live.sql(f"SELECT kind FROM hotspot.activity FINAL WHERE user = '{officer['user']}' "
+                                "AND kind = 'duty_off'"), 120, "the duty switch off in ClickHouse", interval_s=0.5)
+    # Signing out ends the session on the server: the app asks for a sign-in and the cookie no longer works.
+    taps(page.get_by_role("button", name="Sign out"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("fetch('/v1/session').then((r) => r.status)") == 401
     context.close()
 
 

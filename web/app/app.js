@@ -146,6 +146,7 @@ async function onSignOut() {
 
 function dutyNote() {
   $("duty").checked = state.onDuty;
+  $("duty").dataset.watching = String(state.watchId !== null); // whether the location watch runs (read by tests)
   setText("duty-note", state.onDuty
     ? "On duty: your location is shared with your force while this is on. Turn it off to stop at once."
     : "Off duty: your location is not shared.");
@@ -185,6 +186,7 @@ function startSharing() {
     state.watchId = navigator.geolocation.watchPosition(onPosition, onPositionError,
       { enableHighAccuracy: true, maximumAge: 0, timeout: POSITION_TIMEOUT_MS });
   }
+  dutyNote();
 }
 
 function stopSharing() {
