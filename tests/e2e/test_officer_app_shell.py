@@ -97,3 +97,28 @@ def test_every_screen_is_labelled_readable_and_tappable_at_360_px(gateway_url, o
             }""", screen)
             assert_accessible(page)
     assert page.blocked == []
+
+
+def test_chromium_finds_nothing_stopping_the_app_from_being_installed(gateway_url, tmp_path):
+    """Chromium's own installability check (manifest, icons, service worker, secure origin), through CDP.
+
+    A persistent profile: Playwright's usual contexts are incognito, where Chromium never offers to install.
+    """
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.test_api_docs import CHROMIUM
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=str(CHROMIUM),
+                                                        args=["--no-sandbox"])
+        try:
+            page = context.new_page()
+            page.goto(f"{gateway_url}/app/")
+            page.wait_for_function("navigator.serviceWorker.ready.then(() => true)", timeout=30_000)
+            page.reload()
+            page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=30_000)
+            cdp = context.new_cdp_session(page)
+            assert cdp.send("Page.getAppManifest").get("errors") == []
+            assert cdp.send("Page.getInstallabilityErrors")["installabilityErrors"] == []
+        finally:
+            context.close()
