@@ -388,4 +388,15 @@ def test_a_supervisor_signed_in_to_the_officer_app_gets_403_for_duty_directions_
                 await post('/v1/activity', {client_id: 'x1', ts: new Date().toISOString(), kind: 'search', note: ''})];
     }""")
     assert statuses == [403, 403, 403]
+
+    # Signing out with no network: the app forgets the user at once and ends the session (an HttpOnly
+    # cookie only the server can end) as soon as it is opened online again.
+    context.set_offline(True)
+    taps(page.get_by_role("button", name="Sign out"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    context.set_offline(False)
+    page.reload()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.wait_for_function("localStorage.getItem('hp_sign_out_pending') === null")
+    assert page.evaluate("fetch('/v1/session').then((r) => r.status)") == 401
     context.close()

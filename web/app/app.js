@@ -24,6 +24,7 @@ const state = {
   timers: [],
   dutyOffUnsent: false,  // went off duty while the server could not be told
   recorded: 0,           // fixes recorded since the page opened
+  screen: null,          // the screen shown
 };
 
 // ---- screens -------------------------------------------------------------------------------------------
@@ -35,10 +36,13 @@ function show(name) {
   for (const s of SCREENS) $(`screen-${s}`).hidden = s !== name;
   const signedIn = Boolean(state.session);
   $("who").hidden = $("sign-out").hidden = !signedIn;
-  if (name !== "signin") {
+  if (state.screen && state.screen !== name) {
+    // A new screen: move focus to its heading so a screen reader announces it (and Tab starts there).
     const heading = $(`screen-${name}`).querySelector("h2");
-    if (heading && document.activeElement === document.body) heading.setAttribute("tabindex", "-1");
+    heading.setAttribute("tabindex", "-1");
+    heading.focus({ preventScroll: true });
   }
+  state.screen = name;
 }
 
 function route() {
@@ -75,7 +79,15 @@ async function start() {
   for (const b of document.querySelectorAll(".back")) b.addEventListener("click", () => { location.hash = ""; });
 
   try {
-    await signedIn(await api.currentSession());
+    const session = await api.currentSession();
+    if (localStorage.getItem("hp_sign_out_pending")) {
+      // Signed out while offline: finish it now rather than carry on in the old session.
+      await api.signOut();
+      localStorage.removeItem("hp_sign_out_pending");
+      localStorage.removeItem("hp_session");
+      throw new api.ApiError(401, null);
+    }
+    await signedIn(session);
   } catch (err) {
     const remembered = localStorage.getItem("hp_session");
     if (err.status === 0 && remembered) {
@@ -131,7 +143,13 @@ async function onSignOut() {
     await flushNow();
     if (wasOnDuty) await api.setDuty(false);
   } catch (err) { /* what is left stays in the outbox for this user's next sign-in */ }
-  try { await api.signOut(); } catch (err) { /* the cookie is cleared server-side when reachable */ }
+  try {
+    await api.signOut();
+    localStorage.removeItem("hp_sign_out_pending");
+  } catch (err) {
+    // The HttpOnly cookie can only be ended by the server: remembered, and done at the next start.
+    if (err.status !== 401) localStorage.setItem("hp_sign_out_pending", "1");
+  }
   for (const t of state.timers) clearInterval(t);
   state.timers = [];
   state.session = null;
