@@ -72,7 +72,10 @@ async def run_load(base: str, creds, side, dlon, rounds, think_s, seed):
 
     rng = random.Random(seed)
     out = {"nearby": [], "directions": [], "status": {}, "signed_in": asyncio.Event()}
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), cookie_jar=aiohttp.CookieJar(unsafe=True))
+    # One connection per officer, closed by the client after 3 s idle: uvicorn drops keep-alive connections
+    # idle 5 s, and a request racing that close would fail on a reset (a phone reconnects the same way).
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=3),
+                                      cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=aiohttp.ClientTimeout(total=600))
                 for _ in creds]
     signed = 0
     lock = asyncio.Lock()

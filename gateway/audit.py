@@ -48,9 +48,23 @@ def audit_record(user: Any, action: str, subject: str, detail: dict, address: st
             "detail_json": orjson.dumps(detail or {}, option=orjson.OPT_SORT_KEYS).decode(), "address": address or ""}
 
 
+_background: set = set()  # audit sends not awaited by their request (kept referenced until done)
+
+
 async def record(state, user: Any, action: str, subject: str, detail: dict, *, address: str = "",
-                 required: bool = False) -> bool:
-    """Publish one audit record to Kafka `audit`; True once acknowledged (see the module doc for failures)."""
+                 required: bool = False, background: bool = False) -> bool:
+    """Publish one audit record to Kafka `audit`; True once acknowledged (see the module doc for failures).
+
+    `background=True` (sign-ins): the request does not wait for Kafka's acknowledgement, so a broker that
+    is away does not hold every sign-in for the acknowledgement timeout; a failure is still logged and counted.
+    """
+    if background:
+        import asyncio
+
+        task = asyncio.ensure_future(record(state, user, action, subject, detail, address=address))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        return True
     rec = audit_record(user, action, subject, detail, address)
     codec_ = getattr(state, "audit_codec", None) or codec()
     try:

@@ -143,19 +143,20 @@ async def sign_in(body: SignIn, request: Request) -> Response:
     wait_s = state.signin_limiter.wait_s(address)
     if wait_s > 0:
         retry = max(1, int(wait_s + 0.999))
-        await audit.record(state, body.name, "signin_refused", body.name, {"reason": "rate_limited"}, address=address)
+        await audit.record(state, body.name, "signin_refused", body.name, {"reason": "rate_limited"}, address=address,
+                           background=True)
         raise ApiError(429, "rate_limited", f"too many failed sign-ins from this address; retry in {retry}s",
                        headers={"Retry-After": str(retry)})
     principal = await asyncio.to_thread(state.credentials.verify_user, body.name, body.secret)
     if principal is None:
         state.signin_limiter.take(address, 1)
-        await audit.record(state, body.name, "signin_failed", body.name, {}, address=address)
+        await audit.record(state, body.name, "signin_failed", body.name, {}, address=address, background=True)
         raise _unauthorized("wrong name or secret")
     if principal.role == "officer":
         await _ensure_device(state, DEVICE_PREFIX + principal.name)
     token, session = sessions.issue(principal.name, principal.role, principal.key_id)
     await audit.record(state, SessionUser(principal.name, principal.role, None, session.session_id), "signin_ok",
-                       principal.name, {"session": session.session_id[:8]}, address=address)
+                       principal.name, {"session": session.session_id[:8]}, address=address, background=True)
     response = _json(200, _body(sessions, principal.name, principal.role, session.session_id, session.expires_ms))
     response.set_cookie(COOKIE, token, max_age=int(sessions.ttl_s), path="/", httponly=True, samesite="strict",
                         secure=request.url.scheme == "https")
@@ -173,7 +174,7 @@ async def get_session(user: AnyUser, request: Request) -> Response:
 async def sign_out(user: AnyUser, request: Request) -> Response:
     state = request.app.state.gateway
     state.sessions.revoke(user.session_id)
-    await audit.record(state, user, "signout", user.name, {}, address=address_of(request))
+    await audit.record(state, user, "signout", user.name, {}, address=address_of(request), background=True)
     response = Response(status_code=204)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response

@@ -441,7 +441,7 @@ async def directions(body: DirectionsIn, user: OfficerUser, service: Service, re
         "geo_uri": f"geo:{c.lat:.6f},{c.lon:.6f}",
         "map_url": f"https://www.openstreetmap.org/?mlat={c.lat:.6f}&mlon={c.lon:.6f}#map=17/{c.lat:.6f}/{c.lon:.6f}",
         "seed": seed, "eligible": choice.eligible, "weights": choice.weights, "assigned_at": _iso(now),
-        "trial_day": day, "arm": arm, "dosage_known": today.dosage_known,
+        "trial_day": day, "arm": arm, **_freshness(service),
     })
 
 
