@@ -65,7 +65,7 @@ def browser_load(url: str) -> list[tuple[str, int, int]]:
         page = context.new_page()
         page.goto(f"{url}/app/")
         page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
-        page.wait_for_function("navigator.serviceWorker.ready.then(() => true)", timeout=60_000)
+        page.evaluate("navigator.serviceWorker.ready.then(() => true)")  # evaluate awaits the promise
         page.wait_for_load_state("networkidle")
         browser.close()
     return rows

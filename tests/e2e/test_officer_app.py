@@ -397,6 +397,31 @@ def test_a_supervisor_signed_in_to_the_officer_app_gets_403_for_duty_directions_
     context.set_offline(False)
     page.reload()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    page.wait_for_function("localStorage.getItem('hp_sign_out_pending') === null")
+    page.wait_for_function("() => localStorage.getItem('hp_sign_out_pending') === null")
     assert page.evaluate("fetch('/v1/session').then((r) => r.status)") == 401
+    context.close()
+
+
+def test_going_off_duty_without_a_network_stays_off_through_reloads_and_reaches_the_server(patrol_system, browser):
+    context, page = phone(browser, patrol_system["url"], START)
+    taps = Taps()
+    sign_in(page, taps, patrol_system["users"]["officer"])
+    duty = page.get_by_role("switch", name="On duty")
+    taps(duty)
+    expect(duty).to_have_attribute("data-watching", "true")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")  # the shell can open offline now
+
+    context.set_offline(True)
+    taps(duty)
+    expect(duty).to_have_attribute("data-watching", "false")  # stopped on the phone, with no network
+    page.reload()  # from the service worker's cache, with the remembered user
+    expect(page.get_by_text("pc-officer")).to_be_visible()
+    expect(duty).not_to_be_checked()
+    expect(duty).to_have_attribute("data-watching", "false")
+
+    context.set_offline(False)
+    page.reload()
+    expect(duty).not_to_be_checked()
+    page.wait_for_function("() => localStorage.getItem('hp_duty_off_unsent') === null")
+    assert page.evaluate("fetch('/v1/duty').then((r) => r.json())")["on_duty"] is False
     context.close()

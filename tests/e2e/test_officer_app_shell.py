@@ -70,9 +70,9 @@ def test_app_shell_loads_from_the_gateway_alone_and_opens_offline_once_loaded(ga
     manifest = page.evaluate("fetch('manifest.webmanifest').then(r => r.json())")
     assert manifest["start_url"] == "/app/" and manifest["display"] == "standalone" and manifest["icons"]
     # The service worker takes control, then the shell opens with the network gone.
-    page.wait_for_function("navigator.serviceWorker.ready.then(() => true)", timeout=30_000)
+    page.evaluate("navigator.serviceWorker.ready.then(() => true)")  # evaluate awaits the promise
     page.reload()
-    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=30_000)
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=30_000)
     page.context.set_offline(True)
     try:
         reloaded = page.reload()
@@ -114,9 +114,9 @@ def test_chromium_finds_nothing_stopping_the_app_from_being_installed(gateway_ur
         try:
             page = context.new_page()
             page.goto(f"{gateway_url}/app/")
-            page.wait_for_function("navigator.serviceWorker.ready.then(() => true)", timeout=30_000)
+            page.evaluate("navigator.serviceWorker.ready.then(() => true)")  # evaluate awaits the promise
             page.reload()
-            page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=30_000)
+            page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=30_000)
             cdp = context.new_cdp_session(page)
             assert cdp.send("Page.getAppManifest").get("errors") == []
             assert cdp.send("Page.getInstallabilityErrors")["installabilityErrors"] == []

@@ -22,7 +22,6 @@ const state = {
   assignment: null,      // newest direction
   nearbyAt: null,        // {lat, lon, ms} of the last nearby listing
   timers: [],
-  dutyOffUnsent: false,  // went off duty while the server could not be told
   recorded: 0,           // fixes recorded since the page opened
   screen: null,          // the screen shown
 };
@@ -82,6 +81,10 @@ async function start() {
     const session = await api.currentSession();
     if (localStorage.getItem("hp_sign_out_pending")) {
       // Signed out while offline: finish it now rather than carry on in the old session.
+      if (localStorage.getItem("hp_duty_off_unsent") === session.user) {
+        await api.setDuty(false);
+        localStorage.removeItem("hp_duty_off_unsent");
+      }
       await api.signOut();
       localStorage.removeItem("hp_sign_out_pending");
       localStorage.removeItem("hp_session");
@@ -103,6 +106,7 @@ async function signedIn(session, { offline = false } = {}) {
   state.session = { user: session.user, role: session.role, device_id: session.device_id };
   localStorage.setItem("hp_session", JSON.stringify(state.session));
   setText("who", session.user);
+  dutyNote();
   if (session.role !== "officer") {
     setText("take-me-error", "This app is for officers: your role cannot take directions.");
   }
@@ -110,11 +114,21 @@ async function signedIn(session, { offline = false } = {}) {
   state.timers.push(setInterval(pollStatus, STATUS_INTERVAL_MS), setInterval(flushNow, FLUSH_INTERVAL_MS));
   pollStatus();
   updateOutbox();
-  if (offline) return;
+  if (offline) {
+    // Opened with no network while on duty (a reload in a dead spot): keep recording, as before the reload.
+    if (localStorage.getItem("hp_on_duty") === session.user) startSharing();
+    return;
+  }
   loadCategories(); // now, so the activity log works later even if the phone is offline then
   try {
+    if (localStorage.getItem("hp_duty_off_unsent") === session.user) {
+      // Went off duty while offline, then the page was reloaded: the officer's "off" stands.
+      await api.setDuty(false);
+      localStorage.removeItem("hp_duty_off_unsent");
+    }
     const duty = await api.getDuty();
     if (duty.on_duty) startSharing();
+    else localStorage.removeItem("hp_on_duty");
   } catch (err) { /* shown as off duty; the switch says so */ }
   flushNow();
 }
@@ -139,10 +153,12 @@ async function onSignIn(event) {
 async function onSignOut() {
   const wasOnDuty = state.onDuty;
   stopSharing(); // at once, before anything that waits on the network
-  try {
-    await flushNow();
-    if (wasOnDuty) await api.setDuty(false);
-  } catch (err) { /* what is left stays in the outbox for this user's next sign-in */ }
+  await flushNow(); // what cannot go now stays in the outbox for this user's next sign-in
+  if (wasOnDuty) {
+    try { await api.setDuty(false); } catch (err) {
+      localStorage.setItem("hp_duty_off_unsent", state.session.user); // told at the next start online
+    }
+  }
   try {
     await api.signOut();
     localStorage.removeItem("hp_sign_out_pending");
@@ -176,8 +192,9 @@ async function onDutySwitch() {
   setText("geo-error", "");
   if (!wanted) {
     stopSharing();
-    try { await api.setDuty(false); state.dutyOffUnsent = false; } catch (err) {
-      state.dutyOffUnsent = true; // sharing has stopped on the phone already; the server is told when back
+    try { await api.setDuty(false); } catch (err) {
+      // Sharing has stopped on the phone already; the server is told when back (even after a reload).
+      localStorage.setItem("hp_duty_off_unsent", state.session.user);
     }
     return;
   }
@@ -195,6 +212,7 @@ async function onDutySwitch() {
 
 function startSharing() {
   state.onDuty = true;
+  localStorage.setItem("hp_on_duty", state.session.user);
   dutyNote();
   if (!("geolocation" in navigator)) {
     setText("geo-error", "This browser cannot share its location.");
@@ -211,6 +229,7 @@ function stopSharing() {
   if (state.watchId !== null) navigator.geolocation.clearWatch(state.watchId);
   state.watchId = null;
   state.onDuty = false;
+  localStorage.removeItem("hp_on_duty");
   dutyNote();
 }
 
@@ -262,7 +281,10 @@ async function flushNow() {
   if (!state.session) return;
   const user = state.session.user;
   try {
-    if (state.dutyOffUnsent) { await api.setDuty(false); state.dutyOffUnsent = false; }
+    if (localStorage.getItem("hp_duty_off_unsent") === user) {
+      await api.setDuty(false);
+      localStorage.removeItem("hp_duty_off_unsent");
+    }
     await outbox.flush(user, { batch: api.sendPings, activity: api.sendActivity },
       (item, err) => console.warn("the server refused an item for good; dropped", item.kind, err.body));
   } catch (err) {
