@@ -198,6 +198,9 @@ def main() -> int:
             gateway.wait(timeout=30)
         if broker is not None:
             broker.stop()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
     n = len(out["nearby"]) + len(out["directions"])
     print(f"hot spots {args.hotspots}, officers {args.officers}, rounds {args.rounds}, think {args.think_s:g} s: "
           f"{n} requests in {out['elapsed_s']:.1f} s ({n / out['elapsed_s']:.0f}/s), statuses {out['status']}")

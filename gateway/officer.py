@@ -92,6 +92,7 @@ class OfficerService:
                                   settings.directions_distance_scale_m, settings.directions_default_target_minutes)
         self.categories = dict(settings.activity_categories)
         self.candidates: list[dirn.Candidate] = []
+        self.table = dirn.table_of([])
         self._lat = np.zeros(0)
         self._lon = np.zeros(0)
         self.by_id: dict[str, dirn.Candidate] = {}
@@ -111,7 +112,8 @@ class OfficerService:
 
     # ---- hot spots and schedule ------------------------------------------------
     def set_hotspots(self, records) -> None:
-        cands = dirn.candidates_from_records(records)
+        self.table = dirn.table_of(dirn.candidates_from_records(records))
+        cands = list(self.table.candidates)
         self.candidates = cands
         self.by_id = {c.id: c for c in cands}
         self._lat = np.array([c.lat for c in cands], dtype=float)
@@ -414,21 +416,20 @@ async def directions(body: DirectionsIn, user: OfficerUser, service: Service, re
                        headers={"Retry-After": "2"})
     now = _now_ms()
     today, day = service.today(user.name, now)
-    dist = service.distances_m(body.lat, body.lon) if service.candidates else np.zeros(0)
-    reach = np.nonzero(dist <= service.policy.max_distance_m)[0]
-    near = [(service.candidates[int(i)], float(dist[i])) for i in reach]
+    dist = service.distances_m(body.lat, body.lon)
     seed = secrets.randbits(63)
-    choice = dirn.choose(near, today, service.policy, now, seed)
+    choice = dirn.choose_vectorised(service.table, dist, today, service.policy, now, seed)
     if choice is None:
         raise ApiError(409, "no_eligible_hotspot",
                        f"no hot spot within {service.policy.max_distance_m:,.0f} m is eligible now (treated today, under "
-                       "its daily cap, with patrol time still needed)", extra={"within_reach": len(near)})
+                       "its daily cap, with patrol time still needed)",
+                       extra={"within_reach": int((dist <= service.policy.max_distance_m).sum())})
     o = choice.chosen
     c = o.candidate
     arm = (today.arms or {}).get(c.id)
     record = {"assignment_id": secrets.token_hex(12), "user": user.name, "device_id": user.device_id,
               "hotspot_id": c.id, "assigned_ms": now, "officer_lat": body.lat, "officer_lon": body.lon,
-              "distance_m": round(o.distance_m, 1), "candidates": len(choice.options), "trial_day": day,
+              "distance_m": round(o.distance_m, 1), "candidates": len(choice.eligible), "trial_day": day,
               "arm": arm, "seed": seed, "eligible": choice.eligible, "weights": choice.weights,
               "dosage_known": today.dosage_known, "target_minutes": o.target_minutes}
     await _publish(request.app.state.gateway, "assignments", user.name, service.assignment_codec, record)

@@ -226,6 +226,91 @@ def choose(near: Iterable[tuple[Candidate, float]], today: Today, policy: Policy
     return Choice(opts[i], tuple(opts), seed)
 
 
+# --------------------------------------------------------------------------- the same rule, vectorised
+
+@dataclass(frozen=True)
+class Table:
+    """Candidates as arrays, in id order, for the gateway's per-request path (`choose_vectorised`)."""
+
+    candidates: tuple[Candidate, ...]
+    ids: tuple[str, ...]
+    target: "object"       # numpy float array: own target, 0 where none
+    active_from: "object"  # numpy float arrays: -inf / +inf where open
+    active_to: "object"
+
+
+def table_of(candidates: Sequence[Candidate]) -> Table:
+    import numpy as np
+
+    cands = tuple(sorted(candidates, key=lambda c: c.id))
+    return Table(cands, tuple(c.id for c in cands),
+                 np.array([c.target_minutes if c.target_minutes and c.target_minutes > 0 else 0.0 for c in cands], float),
+                 np.array([-math.inf if c.active_from_ms is None else c.active_from_ms for c in cands], float),
+                 np.array([math.inf if c.active_to_ms is None else c.active_to_ms for c in cands], float))
+
+
+def choose_vectorised(table: Table, dist_m, today: Today, policy: Policy, now_ms: int, seed: int) -> Choice | None:
+    """`choose` over every candidate of `table` at distances `dist_m` (numpy, same order), in numpy.
+
+    Same eligibility, same weights to the last bit (the same float operations in the same order) and the
+    same draw as `choose(zip(candidates, dist_m), ...)`; tested equal. Only the chosen option is built in
+    full: `Choice.options` holds just it, and `eligible` / `weights` come from the arrays.
+    """
+    import numpy as np
+
+    ids = table.ids
+    mask = (dist_m <= policy.max_distance_m) & (table.active_from <= now_ms) & (now_ms < table.active_to)
+    idx = np.nonzero(mask)[0]
+    if today.trial and len(idx):
+        arms = today.arms
+        idx = idx[np.fromiter((arms.get(ids[i]) == TREATMENT for i in idx), bool, len(idx))]
+    if today.assignments and len(idx):
+        counts = today.assignments
+        idx = idx[np.fromiter((counts.get(ids[i], 0) < policy.daily_cap for i in idx), bool, len(idx))]
+    if not len(idx):
+        return None
+    own = table.target[idx]
+    target = np.where(own > 0, own, policy.default_target_minutes)
+    if today.dosage_known and today.minutes:
+        minutes = today.minutes
+        done = np.fromiter((minutes.get(ids[i], 0.0) for i in idx), float, len(idx))
+    else:
+        done = np.zeros(len(idx))
+    need = np.maximum(0.0, target - done)
+    d = dist_m[idx]
+    scale = policy.distance_scale_m
+    w = (np.minimum(need, target) / target) * scale / (scale + np.maximum(0.0, d))
+    w = np.where((need > 0) & (target > 0), w, 0.0)
+    keep = w > 0
+    idx, target, done, need, d, w = idx[keep], target[keep], done[keep], need[keep], d[keep], w[keep]
+    if len(idx) > 1 and today.last_assigned is not None:
+        other = np.fromiter((ids[i] != today.last_assigned for i in idx), bool, len(idx))
+        if other.any():
+            idx, target, done, need, d, w = idx[other], target[other], done[other], need[other], d[other], w[other]
+    if not len(idx):
+        return None
+    eligible = [ids[i] for i in idx]
+    weights = w.tolist()
+    k = draw(eligible, weights, seed)
+    chosen = Option(table.candidates[int(idx[k])], float(d[k]), float(target[k]), float(done[k]), float(need[k]),
+                    weights[k])
+    return _VectorChoice(chosen, (chosen,), seed, eligible, weights)
+
+
+@dataclass(frozen=True)
+class _VectorChoice(Choice):
+    eligible_ids: list = field(default_factory=list)
+    weight_list: list = field(default_factory=list)
+
+    @property
+    def eligible(self) -> list[str]:
+        return self.eligible_ids
+
+    @property
+    def weights(self) -> list[float]:
+        return self.weight_list
+
+
 def why(choice: Choice, today: Today, arm: str | None) -> str:
     """One plain sentence on why this hot spot was chosen, for the officer."""
     o = choice.chosen
@@ -237,7 +322,7 @@ def why(choice: Choice, today: Today, arm: str | None) -> str:
     else:
         parts.append(f"target {o.target_minutes:.0f} patrol minutes (today's patrol time could not be read)")
     parts.append(f"{o.distance_m:,.0f} m away")
-    n = len(choice.options)
+    n = len(choice.eligible)
     pick = "the only eligible hot spot" if n == 1 else (
         f"drawn at random from {n} eligible hot spots, weighted by need and distance")
     return (", ".join(parts) + "; " + pick).capitalize()

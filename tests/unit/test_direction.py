@@ -143,3 +143,33 @@ def test_candidates_from_records_and_bearing():
     assert d.bearing_deg(51, 0, 51.01, 0) == pytest.approx(0, abs=1e-6)
     assert d.bearing_deg(51, 0, 51, 0.01) == pytest.approx(90, abs=0.01)
     assert d.distance_m(51, 0, 51.01, 0) == pytest.approx(1112, rel=0.01)
+
+
+def test_the_vectorised_path_gives_the_same_eligible_set_weights_and_choice():
+    """The gateway's numpy path (choose_vectorised) against the plain rule, on random towns and days."""
+    import numpy as np
+
+    rng = random.Random(11)
+    for trial in range(60):
+        n = rng.randint(1, 80)
+        cands = [Candidate(f"h{i:03d}", f"H{i}", "", 51.5, -0.1, rng.choice([None, 0.0, 10.0, 15.0, 20.0]),
+                           active_from_ms=rng.choice([None, NOW - 10, NOW + 10]),
+                           active_to_ms=rng.choice([None, NOW + 10, NOW])) for i in range(n)]
+        rng.shuffle(cands)
+        dist = np.array([rng.uniform(0, 4000) for _ in cands])
+        table = d.table_of(cands)
+        order = {c.id: k for k, c in enumerate(cands)}
+        tdist = np.array([dist[order[i]] for i in table.ids])
+        ids = [c.id for c in cands]
+        today = Today(arms={i: rng.choice(["treatment", "control"]) for i in ids} if trial % 3 else None,
+                      assignments={i: rng.randint(0, 4) for i in ids if rng.random() < 0.3},
+                      minutes={i: rng.uniform(0, 20) for i in ids if rng.random() < 0.5},
+                      dosage_known=trial % 4 != 0, last_assigned=rng.choice(ids))
+        seed = rng.randrange(2**63)
+        plain = d.choose(list(zip(cands, dist.tolist())), today, POLICY, NOW, seed)
+        fast = d.choose_vectorised(table, tdist, today, POLICY, NOW, seed)
+        if plain is None:
+            assert fast is None
+            continue
+        assert fast.eligible == plain.eligible and fast.weights == plain.weights  # to the last bit
+        assert fast.chosen == plain.chosen
