@@ -16,8 +16,9 @@ screen: the duty switch, then "Take me to a hot spot", i.e. 2 taps, asserted ≤
 Timing: the worker's visit confirmation is shortened through HOTSPOT_PROCESSING (enter 2 s, exit 4 s)
 so the walk takes seconds; to see the minutes grow the officer then stands in the hot spot for 70 s
 (a fix every 5 s). The fixes the test emulates are paced on the wall clock because the processors
-count time from the fixes' own clock: that pace is the simulated walk, not a wait for readiness. Every wait for the system is a condition (`expect`, `wait_for_function`, `wait_until`) with
-a generous deadline, so a busy machine makes the test slower, never red.
+count time from the fixes' own clock: that pace is the simulated walk, not a wait for readiness.
+Every wait for the system is a condition (`expect`, `wait_for_function`, `wait_until`) with a
+generous deadline, so a busy machine makes the test slower, never red.
 
 Screenshots of each screen at 360×740 and 1280×800 go to tests/e2e/artifacts/officer-app/ (git-ignored,
 like the API docs' screenshots beside it).
@@ -222,7 +223,8 @@ def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(
     taps(duty)
     expect(duty).to_be_checked()
     expect(page.get_by_text(re.compile("On duty: your location is shared"))).to_be_visible()
-    taps(page.get_by_role("button", name="Take me to a hot spot"))
+    with page.expect_response(lambda r: r.url.endswith("/v1/directions")) as answer:
+        taps(page.get_by_role("button", name="Take me to a hot spot"))
     heading = page.get_by_role("heading", name=re.compile(r"^Go to .*\(HS-\d+\)$"))
     expect(heading).to_be_visible()
     expect(page.locator("#dir-briefing")).to_contain_text("Be seen on foot")
@@ -234,6 +236,9 @@ def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(
     # The direction: a treated hot spot, offered from a set of treated ones only, recorded in ClickHouse.
     target = re.search(r"\((HS-\d+)\)$", heading.inner_text()).group(1)
     assert arms[target] == "treatment", f"{target} is {arms[target]} today"
+    drawn = answer.value.json()  # the draw as recorded for audit: only treated hot spots were in it
+    assert drawn["hotspot"]["id"] == target and target in drawn["eligible"]
+    assert {arms[h] for h in drawn["eligible"]} == {"treatment"} and len(drawn["weights"]) == len(drawn["eligible"])
     assignment_id = page.locator("#screen-direction").get_attribute("data-assignment")
     assert page.locator("#dir-geo").get_attribute("href").startswith("geo:")
     assert page.locator("#dir-map").get_attribute("href").startswith("http")
