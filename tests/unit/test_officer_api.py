@@ -208,3 +208,13 @@ def test_me_status_shows_the_visit_and_todays_minutes(env):
     assert s["visit"]["hotspot_id"] == "HS-03" and s["visit"]["minutes_so_far"] == 7.0
     assert s["visit"]["target_minutes"] == 15.0 and s["today"] == [{"hotspot_id": "HS-03", "minutes": 7.0}]
     assert s["dosage_known"] is True and s["dosage_as_of"]
+
+
+def test_me_status_shows_the_assignment_just_made_and_bad_keys_are_refused(env):
+    h = sign_in(env)
+    d = env.client.post("/v1/directions", json={"lat": LAT, "lon": LON}, headers=h).json()
+    s = env.client.get("/v1/me/status").json()
+    assert s["assignment"]["assignment_id"] == d["assignment_id"] and s["assignment"]["hotspot_id"] == d["hotspot"]["id"]
+    assert s["visit"] is None and s["dosage_known"] is False and s["dosage_problem"]
+    r = env.client.post("/v1/pings", json=[PING], headers={**h, "Idempotency-Key": "k" * 200})
+    assert r.status_code == 400 and r.json()["field"] == "idempotency-key"
