@@ -280,6 +280,8 @@ def create_app(settings: Settings | None = None, *, producer: Any = None,
     app.include_router(ingest.router)
     officer.install(app, state, settings)  # issue 14: sessions and the officer routes
     _install_docs(app, settings.web_assets_dir)
+    from gateway import webapp  # the officer app's own static files at /app (issue 14)
+    webapp.install(app)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and Kafka readiness: 503 with the reason while Kafka "
              "cannot take writes")
