@@ -34,12 +34,12 @@ class _NoProducer:
 def serve(tmp: Path):
     import uvicorn
 
-    from gateway.config import GatewayConfig
+    from core.settings import Settings
     from gateway.main import create_app
     from tests.conftest import free_port, wait_until
 
     port = free_port()
-    app = create_app(config=GatewayConfig(data_dir=tmp), producer=_NoProducer())
+    app = create_app(Settings(data_dir=tmp), producer=_NoProducer())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     wait_until(lambda: server.started, 60, "the gateway to listen")

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from schemas.codec import Codec
+from core.codecs import codec_for
 from core.kafka import make_producer
 from tests.integration.live import LiveSystem, wait_until
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 async def _send(bootstrap: str, first: int, count: int) -> None:
-    codec = Codec("Assignment")
+    codec = codec_for("Assignment")
     producer = make_producer(bootstrap)
     await producer.start()
     try:
