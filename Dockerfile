@@ -26,8 +26,12 @@ COPY streams streams
 COPY sinks sinks
 COPY gateway gateway
 COPY cli cli
+COPY reports reports
 COPY infra infra
-RUN pip install --no-cache-dir .
+# Editable: the gateway serves the officer app and the control room from web/ beside its package.
+RUN pip install --no-cache-dir -e .
+COPY web/app web/app
+COPY web/control web/control
 COPY --from=web /web/node_modules web/node_modules
 
 # The data volume belongs to the user the processes run as, private to it (0700, as

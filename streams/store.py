@@ -19,8 +19,8 @@ from sinks.writer import RetryPolicy, is_permanent
 log = logging.getLogger("hotspot.worker")
 
 
-def open_when_available(settings: Settings) -> None:
-    """Apply migrations, waiting for ClickHouse for as long as it takes.
+def open_when_available(settings: Settings):
+    """Apply migrations, waiting for ClickHouse for as long as it takes; return the client that did.
 
     Until it answers, the worker consumes nothing: pings wait in Kafka, which is
     the backpressure, and are processed once the store is back. Only errors that
@@ -31,9 +31,10 @@ def open_when_available(settings: Settings) -> None:
     attempt = 0
     while True:
         try:
-            migrate(make_client(settings.effective_clickhouse_dsn), settings.clickhouse_database, settings.pings_ttl_days)
+            client = make_client(settings.effective_clickhouse_dsn)
+            migrate(client, settings.clickhouse_database, settings.pings_ttl_days)
             metrics.SINK_HEALTHY.labels(sink="worker").set(1)
-            return
+            return client
         except Exception as exc:
             if is_permanent(exc):
                 raise
@@ -52,9 +53,15 @@ def open_store(settings: Settings, *, joined_store: bool = False):
     """
     if joined_store:
         return None
-    open_when_available(settings)
-    if is_embedded(settings.effective_clickhouse_dsn):
-        # This process owns the embedded store now: it answers `hotspot sql` for everyone else.
-        return serve_readonly_queries(settings.effective_clickhouse_dsn, settings.data_dir,
-                                      settings.clickhouse_database)
-    return None
+    # The client that migrated is held until the query server has its own: an embedded store stays open in
+    # this process throughout, so a `hotspot sql` that opened the store directly while this worker started
+    # (its owner file not written yet) cannot take it in between. The wait above outlasts such a reader.
+    client = open_when_available(settings)
+    try:
+        if is_embedded(settings.effective_clickhouse_dsn):
+            # This process owns the embedded store now: it answers `hotspot sql` for everyone else.
+            return serve_readonly_queries(settings.effective_clickhouse_dsn, settings.data_dir,
+                                          settings.clickhouse_database)
+        return None
+    finally:
+        del client

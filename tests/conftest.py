@@ -12,6 +12,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 HOTSPOT = str(Path(sys.executable).with_name("hotspot"))
 
+# Retention for stores that tests fill with rows of fixed past dates (2023, 2024): the default TTLs
+# (sinks/retention.py) would drop such rows as they are inserted, which is what retention is for and
+# what tests/integration/test_retention.py checks, not what a test of the tables or views is about.
+KEEP_FIXED_DATES = {setting: 3_650 for setting in ("visits_ttl_days", "stops_ttl_days", "mode_segments_ttl_days",
+                                                   "assignments_ttl_days", "activity_ttl_days", "audit_ttl_days",
+                                                   "crimes_ttl_days")}
+
 
 def free_port() -> int:
     with socket.socket() as s:

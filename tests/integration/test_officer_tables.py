@@ -6,6 +6,8 @@ import gc
 
 import pytest
 
+from tests.conftest import KEEP_FIXED_DATES
+
 from gateway.dosage import queries, snapshot_from_rows
 from sinks.clickhouse import make_client, migrate
 from formats.records import activity_row, assignment_row, audit_row
@@ -15,7 +17,7 @@ from tests.integration.test_sink_tables import insert, ms, visit
 @pytest.fixture
 def client(tmp_path):
     c = make_client(f"chdb://{tmp_path / 'ch'}")
-    migrate(c, "hotspot", pings_ttl_days=30)
+    migrate(c, "hotspot", pings_ttl_days=30, retention_days=KEEP_FIXED_DATES)
     yield c
     c.close()
     gc.collect()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -10,6 +11,9 @@ from core.kafka import make_producer
 from tests.integration.live import LiveSystem, wait_until
 
 pytestmark = pytest.mark.integration
+
+# Recent (an hour ago): rows past their retention (sinks/retention.py) would be dropped as they are stored.
+BASE_MS = int(time.time() * 1000) - 3_600_000
 
 
 async def _send(bootstrap: str, first: int, count: int) -> None:
@@ -20,7 +24,7 @@ async def _send(bootstrap: str, first: int, count: int) -> None:
         futures = []
         for i in range(first, first + count):
             rec = {"assignment_id": f"ks-{i:05d}", "user": f"u{i % 7}", "device_id": f"app-u{i % 7}",
-                   "hotspot_id": f"HS-{i % 11}", "assigned_ms": 1_700_000_000_000 + i, "officer_lat": None,
+                   "hotspot_id": f"HS-{i % 11}", "assigned_ms": BASE_MS + i, "officer_lat": None,
                    "officer_lon": None, "distance_m": None, "candidates": 3, "trial_day": None, "arm": None,
                    "seed": i, "eligible": ["HS-1", "HS-2"], "weights": [0.5, 0.5], "dosage_known": True,
                    "target_minutes": 15.0}

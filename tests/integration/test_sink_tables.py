@@ -6,6 +6,8 @@ import gc
 
 import pytest
 
+from tests.conftest import KEEP_FIXED_DATES
+
 from sinks.clickhouse import load_migrations, make_client, migrate
 from formats.records import hotspot_row, patrol_event_row, retired_hotspot_row
 
@@ -19,14 +21,11 @@ def ms(text: str) -> int:
 
 # The views are checked on fixed days around the spring 2024 clock change, older than the default
 # retention of visits and assignments (730 days, sinks/retention.py): keep them for this store.
-KEEP_FIXED_DAYS = {setting: 3_650 for setting in ("visits_ttl_days", "stops_ttl_days", "mode_segments_ttl_days",
-                                                   "assignments_ttl_days", "activity_ttl_days")}
-
 
 @pytest.fixture
 def client(tmp_path):
     c = make_client(f"chdb://{tmp_path / 'ch'}")
-    migrate(c, "hotspot", pings_ttl_days=30, retention_days=KEEP_FIXED_DAYS)
+    migrate(c, "hotspot", pings_ttl_days=30, retention_days=KEEP_FIXED_DATES)
     yield c
     c.close()
     gc.collect()

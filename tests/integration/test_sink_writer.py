@@ -18,14 +18,11 @@ from prometheus_client import REGISTRY
 from sinks.clickhouse import make_client, migrate
 from formats.records import patrol_event_row, ping_rows_arrow, ping_rows_columns, state_version
 from sinks.writer import ClickHouseWriter, RetryPolicy, SinkBackpressure, SinkRejected
-from tests.conftest import free_port, wait_until
+from tests.conftest import KEEP_FIXED_DATES, free_port, wait_until
 
 FAST_RETRY = RetryPolicy(initial_delay_s=0.01, max_delay_s=0.05)
 # Some tests write events of November 2023 (t = 1_700_000_000_000), older than the default retention of
 # visits, stops and modes (730 days, sinks/retention.py): the store keeps them for these tests.
-KEEP_2023 = {setting: 3_650 for setting in ("visits_ttl_days", "stops_ttl_days", "mode_segments_ttl_days",
-                                            "assignments_ttl_days", "activity_ttl_days")}
-
 
 class Store:
     """One chDB store for one test; every client opened on it is closed at the end,
@@ -35,7 +32,7 @@ class Store:
         self.dsn = f"chdb://{path}"
         self.db = "hotspot"
         self.admin = make_client(self.dsn)
-        migrate(self.admin, self.db, retention_days=KEEP_2023)
+        migrate(self.admin, self.db, retention_days=KEEP_FIXED_DATES)
         self._writers: list[ClickHouseWriter] = []
         self._clients = []
 

@@ -62,6 +62,11 @@ def test_dockerfile_copies_folders_that_exist_and_runs_the_cli():
     for src in copied:
         assert (REPO / src).exists(), src
     assert 'ENTRYPOINT ["hotspot"]' in text
+    # every package pyproject installs, and the pages the gateway serves from web/ beside them
+    packages = re.search(r'^include = \[(.*)\]$', (REPO / "pyproject.toml").read_text(), flags=re.M).group(1)
+    for package in re.findall(r'"(\w+)\*"', packages):
+        assert package in copied, package
+    assert "web/app" in copied and "web/control" in copied
 
 
 def test_the_image_user_owns_the_data_volume_and_the_api_docs_assets_are_installed():
