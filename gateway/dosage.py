@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +162,5 @@ class DosageReader:
             self._task = asyncio.create_task(self._loop(), name="dosage-reader")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None

@@ -32,6 +32,7 @@ from pathlib import Path
 from gateway import metrics
 from gateway.ratelimit import RateLimiter
 from gateway.spool import Record, Spool
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -136,13 +137,8 @@ class HeldPings:
         self._task = asyncio.create_task(self._release_loop(publisher), name="owntracks-held-release")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         for queue in self._queues.values():
             queue.close()
 

@@ -32,6 +32,7 @@ from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from core import topics
+from core.tasks import cancel_and_wait
 from gateway.deps import ApiError, SupervisorUser
 from gateway.livefeed import LiveHub
 
@@ -94,12 +95,7 @@ class LiveFollower:
         self._task = asyncio.create_task(self._run(), name="live-follower")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait([self._task])
         if self._consumer is not None:
             await self._consumer.stop()
 

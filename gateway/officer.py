@@ -48,6 +48,7 @@ from gateway.publisher import KafkaUnavailable
 from gateway.ratelimit import RateLimiter
 from gateway.sessions import SessionUser
 from processors import direction as dirn
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["officer"])
@@ -262,13 +263,7 @@ class OfficerService:
                 await consumer.stop()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         for feed in self._feeds:
             await feed.stop()

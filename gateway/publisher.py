@@ -33,6 +33,7 @@ from aiokafka.structs import TopicPartition
 from core import topics
 from gateway import metrics
 from gateway.spool import Record, Spool
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +84,7 @@ class Publisher:
                 self._spooled.set()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self._owns_producer and self.producer is not None:
             try:
