@@ -22,6 +22,11 @@ What the routes know, and from where (so every gateway instance agrees):
 
 The choice itself is processors.direction's (pure): eligibility, weights and
 the seeded draw, recorded with the assignment (seed, eligible ids, weights).
+
+Over 400 lines on purpose: the routes and the `OfficerService` whose state they
+share (feeds, daily caps, duty, each officer's latest assignment) change
+together; the pure rule, the ClickHouse reads, sessions and idempotency are
+already in their own modules.
 """
 from __future__ import annotations
 
