@@ -7,9 +7,10 @@ are treated today. Debian's chromium (Playwright for Python, `executable_path`, 
 plays the officer's phone at 360×740, with its position emulated (`context.set_geolocation`) and its
 network cut and restored (`context.set_offline`).
 
-How taps are counted: every click or tap this test makes goes through one wrapper, `Taps.__call__`,
-which adds one and then clicks; nothing else in the test clicks. Typing into a field is not a tap
-(sign-in's name and password). The count starts when the app is opened already signed in and OFF
+How taps are counted: every click or tap this test makes goes through one wrapper, `Taps.__call__`
+(tests/e2e/officer_app.py, the phone's steps this test shares with the control room's), which adds
+one and then clicks; nothing else in the test clicks. Typing into a field is not a tap (sign-in's
+name and password). The count starts when the app is opened already signed in and OFF
 duty (a stricter start than "on duty") and stops when the direction (name, briefing, why) is on
 screen: the duty switch, then "Take me to a hot spot", i.e. 2 taps, asserted ≤ 3.
 
@@ -40,6 +41,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import HOTSPOT, free_port, wait_until
+from tests.e2e.officer_app import PHONE, TIMEOUT_MS, Fixes, Taps, pending, phone, sign_in
 from tests.e2e.test_api_docs import ARTIFACTS as DOCS_ARTIFACTS, CHROMIUM
 from tests.integration.conftest import kafka_broker  # noqa: F401  (the session's real broker, reused)
 from tests.integration.live import LiveSystem
@@ -47,7 +49,6 @@ from tests.integration.live import LiveSystem
 pytestmark = pytest.mark.integration
 
 ARTIFACTS = DOCS_ARTIFACTS / "officer-app"
-PHONE = {"width": 360, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}
 START = (51.7520, -1.2577)          # the officer's start, outside every hot spot
 HALF_SIDE_M = 60.0                  # hot spots are squares 120 m across
@@ -55,7 +56,6 @@ OFFSETS_M = {"HS-101": (250, 0), "HS-102": (0, 250), "HS-103": (-250, 0), "HS-10
              "HS-105": (180, 180), "HS-106": (-180, -180)}   # (east, north) of START
 # Visits confirmed in seconds, not the field's 30 s / 60 s; long signal loss so silence never ends one.
 PROCESSING = {"enter_confirm_s": 2, "exit_confirm_s": 4, "signal_loss_s": 3600}
-TIMEOUT_MS = 90_000
 
 
 def offset(lat: float, lon: float, east_m: float, north_m: float) -> tuple[float, float]:
@@ -78,17 +78,6 @@ def hotspots_geojson(path: Path) -> Path:
                                         "stats": {"crimes_12m": 20, "harm_days_12m": 3000}}})
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     return path
-
-
-class Taps:
-    """Every click the test makes, counted (see the module doc)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, locator) -> None:
-        self.count += 1
-        locator.click()
 
 
 def shoot(page, name: str) -> None:
@@ -156,46 +145,6 @@ def browser():
             b.close()
     finally:
         expect.set_options(timeout=5_000)  # Playwright's default, for the other tests
-
-
-def phone(browser, url: str, at: tuple[float, float]):
-    context = browser.new_context(viewport=PHONE, geolocation={"latitude": at[0], "longitude": at[1], "accuracy": 5},
-                                  permissions=["geolocation"], base_url=url)
-    context.set_default_timeout(TIMEOUT_MS)
-    return context, context.new_page()
-
-
-def sign_in(page, taps: Taps, user: dict) -> None:
-    page.goto("/app/")
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    page.get_by_label("User name").fill(user["user"])
-    page.get_by_label("Password").fill(user["secret"])
-    taps(page.get_by_role("button", name="Sign in"))
-
-
-class Fixes:
-    """Moves the emulated phone and waits until the app has recorded each fix (its outbox counter)."""
-
-    def __init__(self, context, page, at: tuple[float, float]):
-        self.context, self.page, self.at = context, page, at
-        self.recorded = int(page.locator("#outbox").get_attribute("data-recorded") or 0)
-
-    def move(self, lat: float, lon: float) -> None:
-        self.context.set_geolocation({"latitude": lat, "longitude": lon, "accuracy": 5})
-        self.page.wait_for_function("(n) => Number(document.getElementById('outbox').dataset.recorded || 0) > n",
-                                    arg=self.recorded)
-        self.recorded = int(self.page.locator("#outbox").get_attribute("data-recorded"))
-        self.at = (lat, lon)
-
-    def walk(self, to: tuple[float, float], steps: int) -> None:
-        start = self.at
-        for i in range(1, steps + 1):
-            self.page.wait_for_timeout(1000)  # the walk's pace: fixes a second apart on the phone's clock
-            self.move(start[0] + (to[0] - start[0]) * i / steps, start[1] + (to[1] - start[1]) * i / steps)
-
-
-def pending(page) -> int:
-    return int(page.locator("#outbox").get_attribute("data-pending") or 0)
 
 
 def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(patrol_system, browser):
