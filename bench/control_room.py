@@ -121,16 +121,21 @@ class Officers:
 
 # --------------------------------------------------------------------------- supervisors
 
+SNAPSHOT_DEADLINE_S = 120.0  # longest wait for every supervisor's snapshot on connect
+
+
 class Supervisor:
     """One SSE connection to /v1/live; records ping-received -> event-received lags of positions."""
 
-    def __init__(self, cookie: str):
+    def __init__(self, cookie: str, measuring: asyncio.Event):
         self.cookie = cookie
+        self.measuring = measuring  # set once every client has its snapshot: lags count from then on
+        self.snapshot = asyncio.Event()
         self.lags_ms: list[float] = []
         self.events = 0
         self.snapshot_bytes = 0
 
-    async def run(self, port: int, until: float, measure_from: float) -> None:
+    async def run(self, port: int, until: float) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 24)
         writer.write(f"GET /v1/live HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
                      f"Cookie: hp_session={self.cookie}\r\n\r\n".encode())
@@ -152,13 +157,14 @@ class Supervisor:
                     kind = line[7:].strip()
                 elif line.startswith(b"data: "):
                     self.events += 1
-                    if kind == b"position" and loop.time() >= measure_from:
+                    if kind == b"position" and self.measuring.is_set():
                         now = time.time() * 1000
                         # the one field needed, without decoding the event: the client must keep up on a busy box
                         at = line.find(b'"received_ms":') + 14
                         self.lags_ms.append(now - int(line[at:line.find(b",", at)]))
                     elif kind == b"snapshot":
                         self.snapshot_bytes = len(line)
+                        self.snapshot.set()
         finally:
             writer.close()
 
@@ -206,7 +212,10 @@ async def measure(port: int, pid: int, officers: Officers, cookie: str, args) ->
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--supervise", "--port", str(port), "--cookie", cookie, "--clients",
         str(args.clients), "--seconds", str(args.seconds), stdout=asyncio.subprocess.PIPE)
-    await asyncio.sleep(5)  # connect and snapshot, outside the CPU window
+    # Every client connected and holding its snapshot, outside the CPU window.
+    ready = await asyncio.wait_for(child.stdout.readline(), SNAPSHOT_DEADLINE_S + 10)
+    if ready.strip() != b"ready":
+        raise SystemExit(f"the supervisors did not get their snapshots: {ready[:200]!r}")
     cpu_b, wall_b = _cpu_s(pid), time.monotonic()
     sent_b = officers.sent
     browser = None
@@ -227,8 +236,14 @@ async def measure(port: int, pid: int, officers: Officers, cookie: str, args) ->
 async def supervise(port: int, cookie: str, clients: int, seconds: float) -> dict:
     loop = asyncio.get_running_loop()
     start = loop.time()
-    sups = [Supervisor(cookie) for _ in range(clients)]
-    await asyncio.gather(*(s.run(port, start + seconds, start + 5) for s in sups))
+    measuring = asyncio.Event()
+    sups = [Supervisor(cookie, measuring) for _ in range(clients)]
+    runs = asyncio.gather(*(s.run(port, start + seconds) for s in sups))
+    # Ready when every client has its snapshot: the parent starts its CPU window on this line.
+    await asyncio.wait_for(asyncio.gather(*(s.snapshot.wait() for s in sups)), SNAPSHOT_DEADLINE_S)
+    measuring.set()
+    print("ready", flush=True)
+    await runs
     lags = [lag for s in sups for lag in s.lags_ms]
     return dict(lags=len(lags), p50=_pct(lags, 0.5), p99=_pct(lags, 0.99), max=max(lags) if lags else float("nan"),
                 events_per_client=sum(s.events for s in sups) / len(sups), snapshot_bytes=sups[0].snapshot_bytes)

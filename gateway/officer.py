@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core import topics
 from gateway import auth
 from gateway.deps import AnyUser, ApiError, OfficerUser
+from gateway.idempotency import MAX_KEY_CHARS
 from gateway.publisher import KafkaUnavailable
 from gateway.ratelimit import RateLimiter
 from gateway.sessions import SessionUser
@@ -456,7 +457,7 @@ async def categories(user: AnyUser, service: Service) -> Response:
 
 class ActivityIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    client_id: str = Field(..., min_length=1, max_length=128, description="The app's id of the entry: its idempotency key.")
+    client_id: str = Field(..., min_length=1, max_length=MAX_KEY_CHARS, description="The app's id of the entry: its idempotency key.")
     ts: str | float = Field(..., description="When: ISO-8601 with offset, or epoch seconds or milliseconds.")
     kind: str = Field(..., description="A category id from GET /v1/activity/categories.")
     note: str = Field("", max_length=4000)
@@ -556,8 +557,9 @@ async def idempotent(request: Request, scope: str, handler) -> Response:
     key = request.headers.get("idempotency-key")
     if key is None:
         return await handler()
-    if not key or len(key) > 128:
-        raise ApiError(400, "bad_header", "Idempotency-Key must be 1-128 characters", field="idempotency-key")
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise ApiError(400, "bad_header", f"Idempotency-Key must be 1-{MAX_KEY_CHARS} characters",
+                       field="idempotency-key")
     store = request.app.state.gateway.officer.idempotency
     async with store.lock(scope, key):
         stored = store.get(scope, key)

@@ -58,8 +58,18 @@ class Fixes:
     def __init__(self, context, page, at: tuple[float, float]):
         self.context, self.page, self.at = context, page, at
         self.recorded = recorded(page)
+        self.fix_ms = page.evaluate("Date.now()")  # the phone's clock at the last fix set
+
+    def after(self, ms: float) -> None:
+        """Wait until the phone's clock is `ms` past the last fix (at once if it already is).
+
+        Chromium dates an emulated fix by its clock when the position is set, and a visit's minutes
+        grow only as fixes' own times do: what the walk needs is the phone's clock at a given instant.
+        """
+        self.page.wait_for_function("(t) => Date.now() >= t", arg=self.fix_ms + ms, polling=50)
 
     def move(self, lat: float, lon: float) -> None:
+        self.fix_ms = self.page.evaluate("Date.now()")
         self.context.set_geolocation({"latitude": lat, "longitude": lon, "accuracy": 5})
         self.page.wait_for_function("(n) => Number(document.getElementById('outbox').dataset.recorded || 0) > n",
                                     arg=self.recorded)
@@ -69,7 +79,7 @@ class Fixes:
     def follow(self, points: list[tuple[float, float]]) -> None:
         """One fix at each point in turn, a second apart on the phone's clock."""
         for lat, lon in points:
-            self.page.wait_for_timeout(1000)  # the walk's pace: fixes a second apart on the phone's clock
+            self.after(1000)  # the walk's pace: fixes a second apart on the phone's clock
             self.move(lat, lon)
 
     def walk(self, to: tuple[float, float], steps: int) -> None:

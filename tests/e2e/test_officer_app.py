@@ -222,7 +222,7 @@ def test_officer_is_directed_in_two_taps_and_the_visit_counts_through_an_outage(
     # Stay a minute and more, a fix every 5 s as a phone standing still might send: the time shown grows.
     first_minutes = int(re.search(r" for (\d+) of", visit.inner_text()).group(1))
     for i in range(14):
-        page.wait_for_timeout(5000)  # the officer standing in the hot spot (the phone's clock must move on)
+        fixes.after(5000)  # the officer standing in the hot spot: the phone's clock 5 s past the last fix
         fixes.move(*offset(*inside, 2 * math.cos(i), 2 * math.sin(i)))
     page.wait_for_function("(m) => Number((/ for (\\d+) of 15 minutes$/.exec(document.getElementById('visit')"
                            ".textContent) || [])[1]) > m", arg=first_minutes)

@@ -2,25 +2,10 @@
 an app assignment, and the gateway's dosage queries (gateway/dosage.py) against visits."""
 from __future__ import annotations
 
-import gc
-
-import pytest
-
-from tests.conftest import KEEP_FIXED_DATES
-
 from gateway.dosage import queries, snapshot_from_rows
-from sinks.clickhouse import make_client, migrate
 from formats.records import activity_row, assignment_row, audit_row
-from tests.integration.test_sink_tables import insert, ms, visit
-
-
-@pytest.fixture
-def client(tmp_path):
-    c = make_client(f"chdb://{tmp_path / 'ch'}")
-    migrate(c, "hotspot", pings_ttl_days=30, retention_days=KEEP_FIXED_DATES)
-    yield c
-    c.close()
-    gc.collect()
+# `client`: the migrated store of fixed-date rows that test_sink_tables' tests use too (a fixture, imported)
+from tests.integration.test_sink_tables import client, insert, ms, visit  # noqa: F401
 
 
 ASSIGNMENT = {"assignment_id": "a1", "user": "officer1", "device_id": "app-officer1", "hotspot_id": "HS-01",

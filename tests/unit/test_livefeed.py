@@ -184,7 +184,7 @@ def test_waiting_clients_are_woken_by_an_event():
     async def scenario():
         hub = LiveHub(instance="i", position_interval_s=0)
         waiter = asyncio.create_task(hub.wait(5.0))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one turn of the loop, no time: the waiter takes the current wake event
         hub.on_ping(ping("pc-1", T0), now_ms=T0)
         hub.flush()
         assert await waiter is True
