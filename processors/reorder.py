@@ -12,8 +12,8 @@ that batch boundaries and shuffles inside the window cannot change the output:
   unstamped_reorder_window_s` and `unstamped_reorder_rows` newer rows are held;
   releasing a ping releases every older one with it;
 * a ping that would have to go before a ping already released (or due to
-  be) is a straggler: `duplicate` if its fix time was taken already (held, or
-  among the last `recent_ts_kept` released), otherwise `late`.
+  be) is a straggler: `duplicate` if its fix time is among the device's newest
+  `recent_ts_kept` fixes (released or held), otherwise `late`.
 
 Time jumps (DESIGN.md section 3): no single ping moves the timeline. A ping
 further ahead of the watermark than `time_jump_s` (plus the arrival time that
@@ -124,6 +124,22 @@ def _rows_behind(buf: list[Ping], p: Ping, cfg: ProcessingConfig) -> bool:
     return len(buf) - bisect_left(buf, p.ts_ms, key=_ts) >= rows
 
 
+def _seen(st: DeviceState, t: int, cfg: ProcessingConfig) -> bool:
+    """Is fix time t among the device's newest `recent_ts_kept` fixes, released or held?
+
+    Counted over both, oldest released to newest held, so that what a straggler is compared with
+    does not depend on how much of the timeline a batch boundary happened to release: one batch of
+    a whole file holds every row at once, and a fix time far back in it (a clock set back onto a
+    time it had already passed) is no more a retransmission than it would be after a release."""
+    buf = st.buffer
+    n, kept = len(buf), cfg.recent_ts_kept
+    if n >= kept:
+        k = bisect_left(buf, t, lo=n - kept, key=_ts)
+        return k < n and buf[k].ts_ms == t
+    recent = st.recent_ts
+    return t in recent[max(0, len(recent) - (kept - n)):] or _held(buf, t) >= 0
+
+
 def _window_ms(p: Ping, cfg: ProcessingConfig) -> float:
     """How far behind the newest fix a ping may come and still be put in order: reorder_window_s for
     pings stamped on arrival, unstamped_reorder_window_s for rows of a file, which have no clock."""
@@ -160,7 +176,7 @@ def _admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None
     frontier = st.frontier_ms
     if (frontier is not None and t <= frontier) or (wm is not None and t < wm - _window_ms(p, cfg)
                                                      and _rows_behind(buf, p, cfg)):
-        if t in st.recent_ts or _held(buf, t) >= 0:
+        if _seen(st, t, cfg):
             return DUPLICATE
         if t < wm - cfg.time_jump_s * 1000.0:
             return _behind(st, p, cfg, dropped)
@@ -172,14 +188,14 @@ def _admit(st: DeviceState, p: Ping, cfg: ProcessingConfig, dropped: list | None
     clock = arrival if last is None or arrival > last else last
     if buf and t <= buf[-1].ts_ms:
         k = bisect_left(buf, t, key=_ts)
+        # A held ping at or after this one whose hold is over by the clock this arrival sets was
+        # released already, had the pings come one batch each or had the live timer run just
+        # before: this one is a straggler, judged as one. Judging so keeps batch size and the
+        # timer from changing a verdict.
+        if hold_expired(buf, clock, cfg, start=k):
+            return DUPLICATE if _seen(st, t, cfg) else LATE
         if k < len(buf) and buf[k].ts_ms == t:
             return DUPLICATE
-        # A held ping newer than this one whose hold is over by the clock this arrival sets was
-        # released already, had the pings come one batch each or had the live timer run just
-        # before: this one comes too late. Judging so keeps batch size and the timer from
-        # changing a verdict.
-        if hold_expired(buf, clock, cfg, start=k):
-            return LATE
         buf.insert(k, p)
     else:
         buf.append(p)
