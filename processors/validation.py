@@ -61,6 +61,17 @@ def implied_speed_mps(a_ts_ms: int, a_lat: float, a_lon: float, a_acc_m: float,
     return d * 1000.0 / dt_ms if d > 0.0 else 0.0
 
 
+def _implied_speed_between(a: tuple, b: tuple) -> float:
+    """implied_speed_mps between two kept fixes (ts_ms, lat, lon, accuracy_m)."""
+    dt_ms = b[0] - a[0]
+    if dt_ms <= 0:
+        return math.inf
+    dy = (b[1] - a[1]) * M_PER_DEG_LAT
+    dx = (b[2] - a[2]) * M_PER_DEG * math.cos((a[1] + b[1]) * (0.5 * RAD))
+    d = math.sqrt(dx * dx + dy * dy) - a[3] - b[3]
+    return d * 1000.0 / dt_ms if d > 0.0 else 0.0
+
+
 def check_in_order(st, p: Ping, cfg: ProcessingConfig) -> str | None:
     """The teleport filter, on fixes in event-time order; keeps `st.anchor` / `st.suspect` (a DeviceState).
 
@@ -74,8 +85,11 @@ def check_in_order(st, p: Ping, cfg: ProcessingConfig) -> str | None:
     The other way round, an outlier can be accepted: one 150-600 m off that claims
     good accuracy from a fix seconds before can be within the speed bound once both
     accuracies are given back. The next good fix then looks too fast from it; if it
-    is consistent with the anchor before it (`st.before`), the outlier was a spike
-    between two fixes that agree, and the good fix is accepted, not lost.
+    is consistent with the anchor before it (`st.before`), and further from it than
+    the anchor was, the outlier was a spike between two fixes that agree, and the
+    good fix is accepted, not lost. (Without "further": an outlier right after two
+    good fixes is often within the bound from the earlier of them, twice as long
+    ago, and was taken for the good fix, the good anchor for the spike.)
     """
     acc = p.accuracy_m
     good = acc is None or acc <= cfg.max_accuracy_m
@@ -92,11 +106,15 @@ def check_in_order(st, p: Ping, cfg: ProcessingConfig) -> str | None:
             st.suspect = None
         return None
     before = st.before
-    if good and before is not None and \
-            implied_speed_mps(before[0], before[1], before[2], before[3], p) <= cfg.max_speed_mps:
-        st.anchor = fix                 # the anchor was a spike; `before` stays the last fix before it
-        st.suspect = None
-        return None
+    if good and before is not None:
+        # Which of the two that disagree is the odd one? The one further (in speed) from the fix before
+        # both: p may be within the bound from `before` only because twice the time has passed, while
+        # the anchor sat right next to it (an outlier after two good fixes, not a spike before this).
+        from_before = implied_speed_mps(before[0], before[1], before[2], before[3], p)
+        if from_before <= cfg.max_speed_mps and from_before < _implied_speed_between(before, anchor):
+            st.anchor = fix                 # the anchor was a spike; `before` stays the last fix before it
+            st.suspect = None
+            return None
     suspect = st.suspect
     if good and suspect is not None and \
             implied_speed_mps(suspect[0], suspect[1], suspect[2], suspect[3], p) <= cfg.max_speed_mps:

@@ -92,6 +92,14 @@ def test_an_outlier_let_through_by_its_accuracy_costs_no_good_fix():
     assert implied_speed_mps(spike.ts_ms, spike.lat, spike.lon, 25.0, track[3]) > CFG.max_speed_mps
 
 
+def test_an_outlier_after_two_good_fixes_is_not_taken_for_the_good_one():
+    # 590 m off 5 s after the last fix (116 m/s) is a teleport. From the fix before that it is 58 m/s,
+    # within the bound only because twice the time has passed; the last fix, next to that one, was not
+    # the spike: the outlier is rejected and the walk goes on.
+    track = [ping(0, 0, 0), ping(5, 5, 0), ping(10, 10, 0), ping(15, 600, 0), ping(20, 20, 0), ping(25, 25, 0)]
+    assert _run(track) == ([15], [IMPLIED_SPEED])
+
+
 def test_two_agreeing_fixes_overrule_a_wild_first_fix():
     # The first fix is 3 km off; the next two agree with each other, so the first was the outlier.
     track = [ping(0, 3000, 0), ping(5, 0, 0), ping(10, 7, 0), ping(15, 14, 0)]
