@@ -33,8 +33,10 @@ from processors.visits import OPEN, Track
 # (processors.modes); versions 1 and 2 load with none of them (no credit, no offset).
 # Version 4 appends to the mode tracker the speed evidence of its last fix, which dates a switch
 # inside the interval before it (processors.modes); earlier versions load with none (-1).
-STATE_VERSION = 4
-_READABLE = (1, 2, 3, 4)
+# Version 5 appends to the mode tracker the silence that may be bridged (the mode before it, and
+# where it began once it has ended: processors.modes); earlier versions load with none.
+STATE_VERSION = 5
+_READABLE = (1, 2, 3, 4, 5)
 
 _new = object.__new__
 
@@ -233,7 +235,11 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
     dev = st.device_id
     mode = st.mode
     lat, lon = p.lat, p.lon
+    # The fix before (for the stops' dead reckoning): where it was, and how fast the device went there.
+    before = (mode.last_ms, mode.last_lat, mode.last_lon, mode.last_acc_m, mode.last_v_mps) \
+        if mode.last_ms is not None else None
     moving_mps = mode.update(dev, t, lat, lon, acc, p.speed_mps, cfg, events)
+    v_now = mode.last_v_mps
     if not tracks and not inside and not edge:
         # Nowhere near a hot spot: the common case, done with the mode tracker alone.
         if len(mode.timeline) > 2:
@@ -247,7 +253,7 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
             ended += (h,)
             continue
         stop = tr.stop
-        stop.feed(dev, h, t, lat, lon, acc, moving_mps, tr.last_in_ms, cfg, events)
+        stop.feed(dev, h, t, lat, lon, acc, moving_mps, tr.last_in_ms, cfg, events, before, v_now)
         # (`announced` first: once a stop is announced, most fixes of the visit need no call.)
         if tr.phase == OPEN and not stop.announced and stop.maybe_announce(dev, h, tr.last_in_ms, cfg, events):
             tr.stop_count += 1
@@ -261,7 +267,7 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
             edge_in_ms = min((t - prev) / 2.0, cfg.edge_credit_max_s * 1000.0)
         tr = Track(h, t, h not in edge, edge_in_ms)
         tr.in_lat, tr.in_lon = lat, lon
-        tr.stop.feed(dev, h, t, lat, lon, acc, moving_mps, t, cfg, events)
+        tr.stop.feed(dev, h, t, lat, lon, acc, moving_mps, t, cfg, events, before, v_now)
         tracks[h] = tr
     if len(mode.timeline) > 2:
         keep = t

@@ -24,16 +24,32 @@ The rule (docs/decisions.md, "Analytics core"):
   time that depends on the pair (a vehicle must stand still for
   `vehicle_wait_max_s` before it counts as stationary: lights and junctions
   stay vehicle), over two fixes, or one interval twice that long (sparse
-  devices). A confirmed switch is backdated to the start of the run, so the
+  devices; but standing shown only by displacement, which is the least
+  distance covered and so cannot prove standing in one interval, takes two
+  fixes). A confirmed switch is backdated to the start of the run, so the
   smoothing delays the decision, not the boundary; a run to vehicle also
   takes the ambiguous evidence just before it. Inside the interval before
   the run's first fix the switch is dated by dead reckoning: slowing down,
   the device went on at its last speed for the step since the last fix;
   speeding up, it covered the step at its new speed; when the step is lost in
   the fixes' errors, a device speed dates it halfway.
-* A silence of `signal_loss_s` closes the segment at the last fix and makes the
-  silence an `unknown` segment; the first mode after it is backdated to the
-  first fix after it.
+* A silence of `signal_loss_s` closes the segment at the last fix. The silence
+  is an `unknown` segment unless it is bridged (docs/decisions.md, "Modes: a
+  silence is bridged by the modes on either side"). A silence of at most
+  `gap_bridge_max_s` waits for the first mode decided after it; the straight
+  step across it (less both fixes' errors in quadrature) is what the device
+  must have covered in it. The same mode on both sides, with the step covered
+  at that mode's pace (stationary: at most `stationary_max_mps`; foot: above
+  that, at most `foot_max_mps`; vehicle: more than `foot_max_mps`, which nobody
+  walks for minutes): the silence is that mode, part of the segment after it.
+  Walking on both sides but back near where it fell silent says nothing of
+  the silence (a walk round, or a stand: a phone dozes when still), so it is
+  not counted as foot.
+  Standing on one side and moving on the other: dead reckoning, as for a
+  switch between fixes; the step was covered at the moving side's speed, next
+  to it, and the rest of the silence was spent standing. Anything else, or a
+  step that cannot be covered in the silence, stays unknown. The first mode
+  after a silence is otherwise backdated to the first fix after it.
 * Distance counts only moves beyond the jitter radius, so a phone lying still
   does not accumulate metres.
 """
@@ -60,7 +76,8 @@ class ModeTracker:
     __slots__ = ("mode", "fresh", "seg_start_ms", "seg_dist_m", "in_gap",
                  "cand", "cand_start_ms", "cand_pings", "cand_dist_m", "amb_start_ms",
                  "last_ms", "last_lat", "last_lon", "last_acc_m",
-                 "anchor_lat", "anchor_lon", "window", "timeline", "cand_lead_ms", "last_v_mps")
+                 "anchor_lat", "anchor_lon", "window", "timeline", "cand_lead_ms", "last_v_mps",
+                 "bridge_mode", "bridge_from_ms", "bridge_v_mps", "bridge_step_m")
 
     def __init__(self) -> None:
         self.mode = U
@@ -68,6 +85,13 @@ class ModeTracker:
         self.seg_start_ms: int | None = None
         self.seg_dist_m = 0.0
         self.in_gap = False           # closed by a silence; the unknown segment ends at the next fix
+        # A silence that may be bridged: the mode before it and the speed evidence of its last fix (U
+        # and -1: none); once a fix has ended it, where it began and the step across it, until the first
+        # mode after it is decided (_switch).
+        self.bridge_mode = U
+        self.bridge_v_mps = -1.0
+        self.bridge_from_ms: int | None = None
+        self.bridge_step_m = 0.0
         self.cand = U                 # mode the current evidence run argues for (U: none)
         self.cand_start_ms = 0
         self.cand_lead_ms = 0         # how far after cand_start_ms the new mode is dated once confirmed
@@ -89,7 +113,7 @@ class ModeTracker:
         """Take one fix in time order; returns the device's trusted speed at this fix (m/s), or -1 if none."""
         last_ms = self.last_ms
         if last_ms is None:
-            self._begin(device_id, t, lat, lon, acc_m, events)
+            self._begin(device_id, t, lat, lon, acc_m, cfg, events)
             return -1.0
         kx = M_PER_DEG * _cos(lat * RAD)   # local metres per degree (one cosine per fix)
         # Distance travelled, without the jitter of a device standing still.
@@ -170,11 +194,23 @@ class ModeTracker:
         self.last_acc_m = acc_m
         return moving_mps
 
-    def _begin(self, device_id: str, t: int, lat: float, lon: float, acc_m: float, events: list) -> None:
-        """First fix ever, or the first after a silence (which becomes an unknown segment)."""
+    def _begin(self, device_id: str, t: int, lat: float, lon: float, acc_m: float, cfg: ProcessingConfig,
+               events: list) -> None:
+        """First fix ever, or the first after a silence (an unknown segment, unless it may be bridged)."""
         if self.in_gap and self.seg_start_ms is not None and t > self.seg_start_ms:
-            events.append(ModeSegment(segment_id(device_id, self.seg_start_ms), device_id, self.seg_start_ms, t,
-                                      UNKNOWN, 0.0))
+            gap_start = self.seg_start_ms
+            if self.bridge_mode != U and t - gap_start <= cfg.gap_bridge_max_s * 1000.0:
+                # Decided by the first mode after it (_switch). The last fix before it is still last_*.
+                kx = M_PER_DEG * _cos(lat * RAD)
+                dx = (lon - self.last_lon) * kx
+                dy = (lat - self.last_lat) * M_PER_DEG_LAT
+                step2 = dx * dx + dy * dy - acc_m * acc_m - self.last_acc_m * self.last_acc_m
+                self.bridge_from_ms, self.bridge_step_m = gap_start, _sqrt(step2) if step2 > 0.0 else 0.0
+            else:
+                events.append(ModeSegment(segment_id(device_id, gap_start), device_id, gap_start, t, UNKNOWN, 0.0))
+                self.bridge_mode, self.bridge_v_mps = U, -1.0
+        else:
+            self.bridge_mode, self.bridge_v_mps = U, -1.0
         self.in_gap = False
         self.mode, self.fresh = U, True
         self.seg_start_ms, self.seg_dist_m = t, 0.0
@@ -238,7 +274,7 @@ class ModeTracker:
         self.amb_start_ms = None
         self.cand_pings += 1
         if self.fresh:
-            self._switch(device_id, e, events)
+            self._switch(device_id, e, events, cfg, v)
             return
         if m == V:
             need_s = cfg.vehicle_wait_max_s if e == S else cfg.vehicle_to_foot_confirm_s
@@ -248,11 +284,14 @@ class ModeTracker:
             need_s = cfg.to_foot_confirm_s
         else:
             need_s = cfg.to_stationary_confirm_s
-        # Two fixes of evidence, or one interval twice as long as the confirmation (sparse devices).
+        # Two fixes of evidence, or one interval twice as long as the confirmation (sparse devices). A
+        # displacement is the least distance covered, so one interval of it can show moving but not
+        # standing (a walker turning back on himself covers little ground): standing on displacement
+        # alone takes two fixes.
         run_ms = t - self.cand_start_ms
         need_ms = need_s * 1000.0
-        if run_ms >= need_ms and (self.cand_pings >= 2 or run_ms >= 2.0 * need_ms):
-            self._switch(device_id, e, events)
+        if run_ms >= need_ms and (self.cand_pings >= 2 or (run_ms >= 2.0 * need_ms and (instant or e != S))):
+            self._switch(device_id, e, events, cfg, v)
 
     def _lead_ms(self, e: int, t: int, start: int, instant: bool, v: float, step_m: float,
                  cfg: ProcessingConfig) -> int:
@@ -278,12 +317,15 @@ class ModeTracker:
             return 0
         return span // 2 if instant else 0
 
-    def _switch(self, device_id: str, new: int, events: list) -> None:
+    def _switch(self, device_id: str, new: int, events: list, cfg: ProcessingConfig, v: float) -> None:
+        """Switch to mode `new`, on evidence of speed v (m/s; -1: none)."""
         tb = self.cand_start_ms + self.cand_lead_ms
         if self.fresh or tb <= self.seg_start_ms:
             # The whole current segment is the new mode.
             self.fresh = False
             self.mode = new
+            if self.bridge_from_ms is not None:
+                self._bridge(device_id, new, v, cfg, events)
             self._mark(self.seg_start_ms, new)
         else:
             events.append(ModeSegment(segment_id(device_id, self.seg_start_ms), device_id, self.seg_start_ms, tb,
@@ -291,6 +333,46 @@ class ModeTracker:
             self.seg_start_ms, self.seg_dist_m, self.mode = tb, self.cand_dist_m, new
             self._mark(tb, new)
         self.cand, self.cand_pings, self.cand_dist_m = U, 0, 0.0
+
+    def _bridge(self, device_id: str, after: int, v_after: float, cfg: ProcessingConfig, events: list) -> None:
+        """The first mode after a silence is decided (`after`, the current segment, which starts at the
+        fix that ended the silence): say how the silence was spent (see the module's docstring).
+
+        The part spent in the mode after joins the current segment (it starts earlier); the part spent in
+        the mode before, or the whole silence when neither explains it, is a segment of its own. The
+        silence adds no distance: nobody saw the path."""
+        a, b = self.bridge_from_ms, self.seg_start_ms
+        before, v_before, step_m = self.bridge_mode, self.bridge_v_mps, self.bridge_step_m
+        self.bridge_mode, self.bridge_v_mps, self.bridge_from_ms, self.bridge_step_m = U, -1.0, None, 0.0
+        gap_s = (b - a) / 1000.0
+        v = step_m / gap_s
+        split = -1                                       # where the mode after began (-1: not bridged)
+        if before == after:
+            if (v <= cfg.stationary_max_mps if after == S else
+                    cfg.stationary_max_mps < v <= cfg.foot_max_mps if after == F else cfg.foot_max_mps < v <= cfg.max_speed_mps):
+                split = a
+        elif before == S and v_after > cfg.stationary_max_mps:
+            moving_s = step_m / v_after                  # set off at the speed it was then seen moving at
+            if moving_s <= gap_s:
+                split = int(b - 1000.0 * moving_s)
+        elif after == S and before != U and v_before > cfg.stationary_max_mps:
+            moving_s = step_m / v_before                 # went on at its last speed, then stood
+            if moving_s <= gap_s:
+                split = int(a + 1000.0 * moving_s)
+        if split < 0:
+            events.append(ModeSegment(segment_id(device_id, a), device_id, a, b, UNKNOWN, 0.0))
+            return
+        if split > a:
+            events.append(ModeSegment(segment_id(device_id, a), device_id, a, split, MODE_NAMES[before],
+                                      0.0 if before == S else round(step_m, 1)))
+        self.seg_start_ms = split
+        self.timeline = tuple(e for e in self.timeline if e[0] < a) + (((a, before),) if split > a else ())
+
+    def _unbridged(self, device_id: str, events: list) -> None:
+        """The silence awaiting the mode after it is not bridged after all: an unknown segment."""
+        a, b = self.bridge_from_ms, self.seg_start_ms
+        events.append(ModeSegment(segment_id(device_id, a), device_id, a, b, UNKNOWN, 0.0))
+        self.bridge_mode, self.bridge_v_mps, self.bridge_from_ms, self.bridge_step_m = U, -1.0, None, 0.0
 
     def _mark(self, start_ms: int, mode: int) -> None:
         tl = self.timeline
@@ -305,10 +387,13 @@ class ModeTracker:
         if self.last_ms is None:
             return
         end = self.last_ms
+        if self.bridge_from_ms is not None:
+            self._unbridged(device_id, events)      # silent again, or the end, before a mode was decided
+        mode = U if self.fresh else self.mode
         if self.seg_start_ms is not None and end > self.seg_start_ms:
-            mode = U if self.fresh else self.mode
             events.append(ModeSegment(segment_id(device_id, self.seg_start_ms), device_id, self.seg_start_ms, end,
                                       MODE_NAMES[mode], round(self.seg_dist_m, 1) if mode != U else 0.0))
+        self.bridge_mode, self.bridge_v_mps = (mode, self.last_v_mps) if gap else (U, -1.0)
         self.mode, self.fresh = U, False
         self.seg_start_ms, self.seg_dist_m = end, 0.0
         self.cand, self.cand_pings, self.cand_dist_m = U, 0, 0.0
@@ -358,6 +443,10 @@ class ModeTracker:
         c.cand_start_ms = self.cand_start_ms
         c.cand_lead_ms = self.cand_lead_ms
         c.last_v_mps = self.last_v_mps
+        c.bridge_mode = self.bridge_mode
+        c.bridge_v_mps = self.bridge_v_mps
+        c.bridge_from_ms = self.bridge_from_ms
+        c.bridge_step_m = self.bridge_step_m
         c.cand_pings = self.cand_pings
         c.cand_dist_m = self.cand_dist_m
         c.amb_start_ms = self.amb_start_ms
@@ -378,7 +467,8 @@ class ModeTracker:
                 self.anchor_lat, self.anchor_lon,
                 [self.window[j:j + 4] for j in range(0, len(self.window), 4)],   # [t, lat, lon, acc] per fix
                 self.timeline,   # (orjson writes tuples as arrays)
-                self.cand_lead_ms, self.last_v_mps]
+                self.cand_lead_ms, self.last_v_mps,
+                self.bridge_mode, self.bridge_v_mps, self.bridge_from_ms, self.bridge_step_m]
 
     @classmethod
     def from_list(cls, v: list) -> "ModeTracker":
@@ -389,6 +479,10 @@ class ModeTracker:
          m.anchor_lat, m.anchor_lon, window, timeline) = v[:18]
         m.cand_lead_ms = v[18] if len(v) > 18 else 0     # (device state version 2 and before: none)
         m.last_v_mps = v[19] if len(v) > 19 else -1.0    # (device state version 3 and before: none)
+        # (device state version 4 and before: no silence awaiting a bridge; one closed by a silence
+        # stays unknown, as it would have then)
+        m.bridge_mode, m.bridge_v_mps, m.bridge_from_ms, m.bridge_step_m = v[20:24] if len(v) > 23 else \
+            (U, -1.0, None, 0.0)
         m.window = tuple(chain.from_iterable(window))
         m.timeline = tuple(map(tuple, timeline))
         return m

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from tests.unit.tracks import H, index, modes, ping, run, s, stay, visits, walk
+from tests.unit.tracks import CFG, H, index, modes, ping, run, s, stay, visits, walk
 
 FAR = index(H)   # the hot spot plays no part: modes are computed everywhere
 
@@ -87,9 +87,70 @@ def test_sparse_device_switches_on_one_long_interval():
     assert _modes(track) == [(0, pytest.approx(300, abs=0.1), "foot"), (pytest.approx(300, abs=0.1), 420, "vehicle")]
 
 
-def test_a_silence_is_an_unknown_segment_between_the_last_and_next_fix():
+def test_one_short_displacement_does_not_prove_a_stand():
+    # A walker zigzagging in a small hot spot, one fix a minute, device speeds on most fixes. The fix at
+    # 180 s has no speed, and the walk since 120 s turned back on itself: 20 m net in 60 s (0.33 m/s,
+    # less than standing's 0.5). A straight line is the least distance covered, so it can show moving
+    # in one interval but not standing: the walker stays on foot.
+    track = [ping(0, 1000, 0, speed_mps=1.3), ping(60, 1060, 30, speed_mps=1.3), ping(120, 1020, 80, speed_mps=1.3),
+             ping(180, 1030, 62), ping(240, 1000, 0, speed_mps=1.3), ping(300, 1060, 30, speed_mps=1.3)]
+    assert _modes(track) == [(0, 300, "foot")]
+    # Two such fixes in a row are a stand (dated from the first one's interval, as any switch).
+    track = track[:3] + [ping(180, 1030, 62), ping(240, 1032, 60), ping(300, 1031, 61)]
+    assert [m for _, _, m in _modes(track)] == ["foot", "stationary"]
+
+
+def test_a_silence_walked_through_is_foot():
+    # Walking, ten minutes of silence, walking on 516 m away (0.9 m/s: a walking pace): foot.
+    track = walk(0, 60, 5, (1000, 0), (1084, 0), speed_mps=1.4) + walk(660, 720, 5, (1600, 0), (1684, 0), speed_mps=1.4)
+    assert _modes(track) == [(0, 60, "foot"), (60, 720, "foot")]
+    # Walking on 116 m away (0.2 m/s): a walk round, or a stand and a few steps: not counted as foot.
     track = walk(0, 60, 5, (1000, 0), (1084, 0), speed_mps=1.4) + walk(660, 720, 5, (1200, 0), (1284, 0), speed_mps=1.4)
     assert _modes(track) == [(0, 60, "foot"), (60, 660, "unknown"), (660, 720, "foot")]
+
+
+def test_a_silence_is_unknown_when_the_step_across_it_does_not_fit_the_mode():
+    # Walking on both sides, but 3 km apart after ten minutes (5 m/s): nobody walked that.
+    track = walk(0, 60, 5, (1000, 0), (1084, 0), speed_mps=1.4) + walk(660, 720, 5, (4000, 0), (4084, 0), speed_mps=1.4)
+    assert _modes(track) == [(0, 60, "foot"), (60, 660, "unknown"), (660, 720, "foot")]
+    # Driving on both sides, back where it was (it parked, or drove round): not a vehicle's pace.
+    track = walk(0, 60, 5, (1000, 0), (1720, 0), speed_mps=12.0) + walk(660, 720, 5, (1730, 0), (2450, 0), speed_mps=12.0)
+    assert _modes(track) == [(0, 60, "vehicle"), (60, 660, "unknown"), (660, 720, "vehicle")]
+
+
+def test_a_silence_longer_than_the_bridge_stays_unknown():
+    late = CFG.gap_bridge_max_s + 120
+    track = walk(0, 60, 5, (1000, 0), (1084, 0), speed_mps=1.4) + \
+        walk(late, late + 60, 5, (1100, 0), (1184, 0), speed_mps=1.4)
+    assert _modes(track) == [(0, 60, "foot"), (60, late, "unknown"), (late, late + 60, "foot")]
+
+
+def test_a_silence_between_standing_and_walking_is_split_by_dead_reckoning():
+    # Standing, silent for 300 s, then walking at 1.4 m/s 140 m away (less the 5 m accuracies): the
+    # officer set off 100 s before the first fix after the silence.
+    # (The segment before the silence was closed when it fell silent: the bridge is a row of its own.)
+    track = stay(0, 60, 5, (1000, 0), speed_mps=0.0) + walk(420, 480, 5, (1140, 0), (1224, 0), speed_mps=1.4)
+    ((_, _, _), (a, b, still), (c, d, foot)) = _modes(track)
+    assert (a, still, d, foot) == (60, "stationary", 480, "foot") and b == c
+    assert 420 - 100 <= b <= 420 - 99.5
+    # Walking, then standing 70 m on: went on at 1.4 m/s for 50 s, then stood.
+    track = walk(0, 60, 5, (1000, 0), (1084, 0), speed_mps=1.4) + stay(420, 480, 5, (1154, 0), speed_mps=0.0)
+    ((_, _, _), (a, b, foot), (c, d, still)) = _modes(track)
+    assert (a, foot, d, still) == (60, "foot", 480, "stationary") and b == c
+    assert 60 + 49.5 <= b <= 60 + 50
+    # A step longer than the silence allows at the speed seen: unknown.
+    track = stay(0, 60, 5, (1000, 0), speed_mps=0.0) + walk(420, 480, 5, (1600, 0), (1684, 0), speed_mps=1.4)
+    assert [m for _, _, m in _modes(track)] == ["stationary", "unknown", "foot"]
+
+
+def test_a_bridged_silence_counts_in_the_visit_it_was_spent_in():
+    # Standing in hot spot H for a minute, silent for 5 min (the phone in doze), standing on: the visit
+    # goes on through the silence (inferred) and the silence is stationary time in it.
+    track = stay(0, 60, 5, (75, 75), speed_mps=0.0) + stay(380, 500, 5, (77, 75), speed_mps=0.0)
+    events = run(track)
+    assert modes(events) == [(0, 60, "stationary"), (60, 500, "stationary")]
+    v = visits(events)[-1]                                   # the row of the visit resumed
+    assert v.stationary_s == pytest.approx(v.dwell_s) and v.foot_s == v.vehicle_s == 0.0
 
 
 def test_single_fix_gives_no_segment():
