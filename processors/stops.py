@@ -19,8 +19,13 @@ and only if it began while the device was inside; it starts at its first fix and
 ends at its last fix within (or at the visit's end). Its duration is judged on the
 stay the fixes show, not on the fixes alone: the device arrived somewhere in the
 interval before the first fix and left somewhere in the interval after the last,
-so half of each (at most `edge_credit_max_s`, the visits' own credit for the unseen
-part of an interval) counts, the second half once the first fix away has come.
+so that unseen part counts, the second once the first fix away has come. How much:
+by dead reckoning when the fix on the other side shows the device moving (its speed
+evidence, device or displacement, above `stop_max_speed_mps`): it covered the step
+between that fix and the stay at that speed, so it arrived step / v after the fix
+before, and left step / v before the fix after (docs/decisions.md, "Stops: the
+unseen ends of a stay by dead reckoning"). Otherwise half the interval, at most
+`edge_credit_max_s` (the visits' own credit for the unseen part of an interval).
 That credit is inference, so it needs positive evidence of standing: a fix of the
 cluster reporting a standing device speed. Without one, two sparse fixes near each
 other are as likely a walker who turned back, and the fixes must span the minimum. At
@@ -39,7 +44,7 @@ _new = object.__new__
 
 class StopTracker:
     __slots__ = ("start_ms", "sum_lat", "sum_lon", "n", "last_ms", "away_ms", "away_lat", "away_lon", "away_still",
-                 "announced", "lead_ms", "prev_ms", "speed_still")
+                 "announced", "lead_ms", "prev_ms", "speed_still", "trail_ms")
 
     def __init__(self) -> None:
         self.start_ms: int | None = None     # first fix of the cluster
@@ -53,25 +58,38 @@ class StopTracker:
         self.lead_ms = 0.0                   # unseen part of the interval before the first fix credited to the stay
         self.prev_ms: int | None = None      # the last fix fed (whatever it was)
         self.speed_still = False             # a fix of the cluster reported a standing device speed
+        self.trail_ms: float | None = None   # unseen part of the interval after the last fix within, once a fix away came
 
-    def _seed(self, t: int, lat: float, lon: float, prev_ms: int | None, cfg: ProcessingConfig) -> None:
+    def _seed(self, t: int, lat: float, lon: float, prev_ms: int | None, cfg: ProcessingConfig,
+              before: tuple | None = None, acc_m: float = 0.0) -> None:
         self.start_ms, self.sum_lat, self.sum_lon, self.n, self.last_ms = t, lat, lon, 1, t
         self.away_ms = None
+        self.trail_ms = None
         self.announced = False
         self.lead_ms = _credit_ms(t, prev_ms, cfg)
+        if before is not None and before[0] == prev_ms:
+            # The fix before showed the device moving: it covered the step from there at that speed.
+            reckoned = _reckoned_ms(t, prev_ms, distance_m(before[1], before[2], lat, lon), before[3], acc_m,
+                                    before[4], cfg)
+            if reckoned is not None:
+                self.lead_ms = reckoned
         self.speed_still = False
 
     def centre(self) -> tuple[float, float]:
         return self.sum_lat / self.n, self.sum_lon / self.n
 
     def feed(self, device_id: str, hotspot_id: str, t: int, lat: float, lon: float, acc_m: float, moving_mps: float,
-             last_inside_ms: int, cfg: ProcessingConfig, events: list) -> None:
-        """One fix of the track; last_inside_ms is the visit's last inside fix (no stop ends after it)."""
+             last_inside_ms: int, cfg: ProcessingConfig, events: list, before: tuple | None = None,
+             v_mps: float = -1.0) -> None:
+        """One fix of the track; last_inside_ms is the visit's last inside fix (no stop ends after it).
+
+        `before` is the device's fix before this one, (ts_ms, lat, lon, accuracy_m, speed evidence m/s),
+        or None; v_mps this fix's speed evidence (processors.modes; -1: none): what dead reckoning uses."""
         prev_ms, self.prev_ms = self.prev_ms, t
         still = moving_mps <= cfg.stop_max_speed_mps
         if self.start_ms is None:
             if still:
-                self._seed(t, lat, lon, prev_ms, cfg)
+                self._seed(t, lat, lon, prev_ms, cfg, before, acc_m)
                 self.speed_still = moving_mps >= 0.0
             return
         reach_m = cfg.stop_radius_m + min(acc_m, cfg.stop_accuracy_allowance_m)
@@ -93,6 +111,9 @@ class StopTracker:
         if self.away_ms is None:
             self.away_ms, self.away_lat, self.away_lon = t, lat, lon
             self.away_still = still
+            # Left the stay at this fix's speed, having covered the step from it (from the centre).
+            c_lat, c_lon = self.sum_lat / self.n, self.sum_lon / self.n
+            self.trail_ms = _reckoned_ms(t, self.last_ms, distance_m(c_lat, c_lon, lat, lon), 0.0, acc_m, v_mps, cfg)
             return
         if lat == self.away_lat and lon == self.away_lon and \
                 self.away_ms - self.last_ms >= cfg.stale_fix_gap_s * 1000.0:
@@ -115,7 +136,7 @@ class StopTracker:
                 self.speed_still = moving_mps >= 0.0
                 return
         if still:
-            self._seed(t, lat, lon, prev_ms, cfg)
+            self._seed(t, lat, lon, prev_ms, cfg, before, acc_m)
             self.speed_still = moving_mps >= 0.0
 
     def maybe_announce(self, device_id: str, hotspot_id: str, last_inside_ms: int, cfg: ProcessingConfig,
@@ -127,7 +148,8 @@ class StopTracker:
         if self.speed_still:
             stay_ms += self.lead_ms
         if self.speed_still and self.away_ms is not None:
-            stay_ms += _credit_ms(self.away_ms, self.last_ms, cfg)     # left after the last fix within
+            trail = self.trail_ms                                      # left after the last fix within
+            stay_ms += _credit_ms(self.away_ms, self.last_ms, cfg) if trail is None else trail
         if stay_ms < cfg.stop_min_duration_s * 1000.0:
             return False
         self.announced = True
@@ -162,11 +184,13 @@ class StopTracker:
         c.lead_ms = self.lead_ms
         c.prev_ms = self.prev_ms
         c.speed_still = self.speed_still
+        c.trail_ms = self.trail_ms
         return c
 
     def to_list(self) -> list:
         return [self.start_ms, self.sum_lat, self.sum_lon, self.n, self.last_ms, self.away_ms, self.away_lat,
-                self.away_lon, self.away_still, self.announced, self.lead_ms, self.prev_ms, self.speed_still]
+                self.away_lon, self.away_still, self.announced, self.lead_ms, self.prev_ms, self.speed_still,
+                self.trail_ms]
 
     @classmethod
     def from_list(cls, v: list) -> "StopTracker":
@@ -174,8 +198,23 @@ class StopTracker:
         (s.start_ms, s.sum_lat, s.sum_lon, s.n, s.last_ms, s.away_ms, s.away_lat, s.away_lon, s.away_still,
          s.announced) = v[:10]
         # (Device state version 2 stored ten fields: no credit before the first fix, no fix before.)
-        s.lead_ms, s.prev_ms, s.speed_still = v[10:] if len(v) > 10 else (0.0, None, False)
+        s.lead_ms, s.prev_ms, s.speed_still = v[10:13] if len(v) > 10 else (0.0, None, False)
+        # (Device state version 4 and before: no reckoned credit after the last fix; half the interval.)
+        s.trail_ms = v[13] if len(v) > 13 else None
         return s
+
+
+def _reckoned_ms(t: int, other_ms: int | None, d_m: float, acc_a: float, acc_b: float, v_mps: float,
+                 cfg: ProcessingConfig) -> float | None:
+    """Dead reckoning across the interval between a fix of the stay and `other_ms`, a fix d_m away whose speed
+    evidence v_mps shows the device moving: the part of the interval spent standing (the rest it took to
+    cover the step, d less both errors in quadrature, at v). None when there is nothing to reckon with."""
+    if other_ms is None or v_mps <= cfg.stop_max_speed_mps:
+        return None
+    span_ms = abs(t - other_ms)
+    step2 = d_m * d_m - acc_a * acc_a - acc_b * acc_b
+    moving_ms = 1000.0 * (step2 ** 0.5 if step2 > 0.0 else 0.0) / v_mps
+    return max(0.0, span_ms - moving_ms)
 
 
 def _credit_ms(t: int, prev_ms: int | None, cfg: ProcessingConfig) -> float:

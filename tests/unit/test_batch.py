@@ -169,13 +169,15 @@ def test_state_bytes_written_by_the_earlier_layout_load_and_are_written_alike():
     # version 3 the stop detector's credit before its first fix, its last fix fed and whether a
     # fix reported standing, and the mode tracker's switch offset (after its timeline). Version 1
     # loads with nothing held aside, no last inside position, nothing bridged, no stop credit and
-    # no offset; version 4 the mode tracker's last speed evidence (after the offset): none (-1.0).
+    # no offset; version 4 the mode tracker's last speed evidence (after the offset): none (-1.0);
+    # version 5 the silence it may bridge (after that): none (mode 0, no speed, no start, no step), and
+    # the stop detector's reckoned credit after its last fix within: none (null: half the interval).
     restored = DeviceState.from_bytes(_STATE_BEFORE_TUPLES)
     v4 = restored.to_bytes()
-    tail = b",0.0,null,false],null,null,0.0,false]],[],null,0,[],0,null]"
-    mode_tail = b"[[1750000000000,2]],0,-1.0]"
-    assert v4[:1] == b"\x04" and v4.endswith(tail) and v4.count(mode_tail) == 1
-    assert v4.replace(tail, b"]]]]").replace(mode_tail, b"[[1750000000000,2]]]") == b"\x04" + _STATE_BEFORE_TUPLES[1:]
+    tail = b",0.0,null,false,null],null,null,0.0,false]],[],null,0,[],0,null]"
+    mode_tail = b"[[1750000000000,2]],0,-1.0,0,-1.0,null,0.0]"
+    assert v4[:1] == b"\x05" and v4.endswith(tail) and v4.count(mode_tail) == 1
+    assert v4.replace(tail, b"]]]]").replace(mode_tail, b"[[1750000000000,2]]]") == b"\x05" + _STATE_BEFORE_TUPLES[1:]
     assert DeviceState.from_bytes(v4).to_bytes() == v4
     more = stay(65, 200, 5, (20, 75)) + walk(205, 300, 5, (30, 75), (200, 75), speed_mps=1.5)
     # The state was written with a switch to stationary pending (from 20 s); version 1 has no offset

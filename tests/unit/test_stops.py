@@ -29,9 +29,11 @@ def test_standing_three_minutes_is_one_stop_from_first_to_last_still_fix():
 
 
 def test_stop_is_announced_when_it_reaches_two_minutes():
-    events = run(_walk_stand_walk(180)[:15 + 24])   # fixes up to t=190: 115 s standing
+    # The walk's last fix (70 s) is at the spot: the walker stopped right after it, so the 5 s before the
+    # first standing fix count (dead reckoning: no step left to cover).
+    events = run(_walk_stand_walk(180)[:15 + 23])   # fixes up to t=185: 5 + 110 s standing
     assert stop_starts(events) == [] and stops(events) == []
-    events = run(_walk_stand_walk(180)[:15 + 25])   # up to t=195: 120 s
+    events = run(_walk_stand_walk(180)[:15 + 24])   # up to t=190: 5 + 115 s
     assert [e.started_ms for e in stop_starts(events)] == [s(75)]
 
 
@@ -108,19 +110,21 @@ def test_a_stop_ends_with_its_visit():
 
 # --------------------------------------------------------------------------- sparse and poor fixes
 
-def _sparse_stand(leave_s: float, standing_speed_mps: float | None = 0.0):
-    """60 s interval: walking fixes at 0 s (10, 75), standing at (75, 75) at 60 and 120 s, then away
-    east at leave_s and leave_s + 60 (the device left between 120 s and leave_s)."""
+def _sparse_stand(leave_s: float, standing_speed_mps: float | None = 0.0, walk_m: float = 42.0):
+    """60 s interval: a walking fix (1.4 m/s) at 0 s walk_m west of (75, 75), standing there at 60 and
+    120 s, then away east at leave_s, walk_m from the stay, and leave_s + 60 (the device left between 120 s
+    and leave_s)."""
     # (75, 75) then (76, 75): a real GPS never repeats a fix to the last digit (see the stale fix tests).
-    return [ping(0, 10, 75, speed_mps=1.4), ping(60, 75, 75, speed_mps=standing_speed_mps),
+    return [ping(0, 75 - walk_m, 75, speed_mps=1.4), ping(60, 75, 75, speed_mps=standing_speed_mps),
             ping(120, 76, 75, speed_mps=standing_speed_mps)] + \
-        [ping(leave_s, 140, 75, speed_mps=1.4), ping(leave_s + 60, 140, 130, speed_mps=1.4)]
+        [ping(leave_s, 75.5 + walk_m, 75, speed_mps=1.4), ping(leave_s + 60, 140, 130, speed_mps=1.4)]
 
 
-def test_a_stop_between_sparse_fixes_counts_the_unseen_half_intervals_around_them():
-    # Two fixes 60 s apart at the spot; half of the minute before the first (30 s, the cap) and half
-    # of the minute after the last: a 120 s stay. Announced when the first fix away comes (180 s),
-    # reported from the first fix to the last.
+def test_a_stop_between_sparse_fixes_counts_the_unseen_parts_of_the_intervals_around_them():
+    # Two fixes 60 s apart at the spot. The walker was 42 m away at 0 s at 1.4 m/s: arrived after 30 s
+    # (the step less both 5 m errors in quadrature: 41.4 m), 30.4 s before the first fix; left 42 m
+    # east at 1.4 m/s, 29.2 s before the fix at 180 s: 30.8 s after the last. A 121 s stay, announced
+    # when the first fix away comes (180 s), reported from the first fix to the last.
     events = run(_sparse_stand(180))
     (stop,) = stops(events)
     assert (stop.started_ms, stop.ended_ms, stop.duration_s) == (s(60), s(120), 60.0)
@@ -128,9 +132,16 @@ def test_a_stop_between_sparse_fixes_counts_the_unseen_half_intervals_around_the
     assert visits(events)[0].stop_count == 1
 
 
-def test_a_stay_whose_fixes_and_half_intervals_span_under_two_minutes_is_no_stop():
-    # The same two fixes, but the device was away 10 s after the last one: 30 + 60 + 5 = 95 s.
+def test_a_stay_whose_fixes_and_unseen_parts_span_under_two_minutes_is_no_stop():
+    # The same two fixes, but the device was 42 m away 10 s after the last one: it left at once.
     assert stops(run(_sparse_stand(130))) == []
+
+
+def test_the_walk_on_either_side_dates_a_sparse_stay_by_dead_reckoning():
+    # The walker was 65 m away at both fixes outside the stay: at 1.4 m/s it arrived at 46 s and left at
+    # 134 s, an 88 s stay. Half of each minute (the credit without a speed to reckon with) would have
+    # made it the two minutes of a stop.
+    assert stops(run(_sparse_stand(180, walk_m=65.0))) == []
 
 
 def test_no_credit_without_a_standing_speed_two_sparse_fixes_near_each_other_are_no_stop():
