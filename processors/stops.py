@@ -26,6 +26,9 @@ between that fix and the stay at that speed, so it arrived step / v after the fi
 before, and left step / v before the fix after (docs/decisions.md, "Stops: the
 unseen ends of a stay by dead reckoning"). Otherwise half the interval, at most
 `edge_credit_max_s` (the visits' own credit for the unseen part of an interval).
+Either way no more is inferred on a side than the fixes themselves span (or that
+allowance, if more): straight at the last speed holds over a walk's last leg, not
+across a long silence.
 That credit is inference, so it needs positive evidence of standing: a fix of the
 cluster reporting a standing device speed. Without one, two sparse fixes near each
 other are as likely a walker who turned back, and the fixes must span the minimum. At
@@ -144,12 +147,15 @@ class StopTracker:
         """Emit StopStarted if the cluster has become a stop; True when it did (the visit counts it)."""
         if self.announced or self.start_ms is None or self.start_ms > last_inside_ms:
             return False
-        stay_ms = self.last_ms - self.start_ms
+        seen_ms = stay_ms = self.last_ms - self.start_ms
+        # Inferred on each side: at most what was seen (or the half-interval allowance): reckoning that
+        # the device went straight at its last speed holds over a walk's last leg, not over a long silence.
+        most_ms = max(seen_ms, cfg.edge_credit_max_s * 1000.0)
         if self.speed_still:
-            stay_ms += self.lead_ms
+            stay_ms += min(self.lead_ms, most_ms)
         if self.speed_still and self.away_ms is not None:
             trail = self.trail_ms                                      # left after the last fix within
-            stay_ms += _credit_ms(self.away_ms, self.last_ms, cfg) if trail is None else trail
+            stay_ms += min(_credit_ms(self.away_ms, self.last_ms, cfg) if trail is None else trail, most_ms)
         if stay_ms < cfg.stop_min_duration_s * 1000.0:
             return False
         self.announced = True

@@ -144,6 +144,16 @@ def test_the_walk_on_either_side_dates_a_sparse_stay_by_dead_reckoning():
     assert stops(run(_sparse_stand(180, walk_m=65.0))) == []
 
 
+def test_reckoning_claims_no_more_unseen_stay_than_the_fixes_show():
+    # Walking in 61 m from the spot, then nothing for 280 s (short of signal loss), then two standing
+    # fixes 10 s apart and away. Reckoned straight at 1.4 m/s the device arrived 44 s after the walking
+    # fix and stood 236 s unseen; but nobody saw that, and the fixes show 10 s: at most the half-interval
+    # allowance (30 s) is credited on each side, 70 s in all.
+    track = [ping(-20, -14, 75, speed_mps=1.4), ping(0, 14, 75, speed_mps=1.4), ping(280, 75, 75, speed_mps=0.0),
+             ping(290, 76, 75, speed_mps=0.0), ping(300, 90, 75, speed_mps=1.4), ping(310, 104, 75, speed_mps=1.4)]
+    assert stops(run(track)) == []
+
+
 def test_no_credit_without_a_standing_speed_two_sparse_fixes_near_each_other_are_no_stop():
     # The same stay with no device speed: a walker who turned back looks the same, so the fixes
     # alone (60 s) must span two minutes, and they do not.
