@@ -107,6 +107,25 @@ def test_a_visit_closed_by_the_timer_reopens_when_the_device_is_back_in_time_as_
         (visit_id("d1", "H", s(0)), END_OF_DATA, 695.0, 480.0)]
 
 
+def test_a_silence_the_timer_closed_is_bridged_by_the_modes_as_replay_bridges_it():
+    # Standing (device speed 0) for two minutes, silent for eight (the timer closes everything on the
+    # arrival clock), standing on 3 m away: live and replay give the same segments, and the silence is
+    # standing time, counted in the bridged visit.
+    track = [ping(t, 75, 75, speed_mps=0.0, received_s=t + 1) for t in range(0, 125, 5)]
+    later = [ping(t, 78, 75, speed_mps=0.0, received_s=t + 1) for t in range(600, 700, 5)]
+    r = process_batch({}, track, IDX, CFG)
+    lost = expire(r.states, T0 + 500_000, IDX, CFG)
+    back = process_batch({**r.states, **lost.states}, later, IDX, CFG)
+    live = lost.events + back.events + finish(back.states, IDX, CFG).events
+    whole = process_batch({}, track + later, IDX, CFG)
+    replayed = whole.events + finish(whole.states, IDX, CFG).events
+    segments = [e for e in live if isinstance(e, ModeSegment)]
+    assert segments == [e for e in replayed if isinstance(e, ModeSegment)]
+    assert [(e.started_ms, e.ended_ms, e.mode) for e in segments] == [
+        (s(0), s(120), "stationary"), (s(120), s(695), "stationary")]
+    assert visits(live) == visits(replayed) and visits(live)[-1].stationary_s == visits(live)[-1].dwell_s
+
+
 def test_finish_never_lets_an_open_visit_vanish():
     r = process_batch({}, stay(0, 200, 10, (75, 75)), IDX, CFG)
     assert [type(e) for e in r.events if isinstance(e, (VisitStarted, VisitEnded))] == [VisitStarted]
