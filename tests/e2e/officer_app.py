@@ -3,14 +3,35 @@
 The officer app's own scenario (test_officer_app.py) and the control room's (test_control_room.py) both
 play the phone with these: a Playwright browser context with geolocation permission and an emulated
 position (`phone`), the sign-in screen (`sign_in`), and an emulated walk that waits until the app has
-recorded each fix (`Fixes`). Chromium gives each emulated fix the time it was set, so a fix's `ts_ms`
-is when the test moved the phone (see `Fixes.move`).
+recorded each fix (`Fixes`). Chromium gives each emulated fix the time it was set; the phone's clock
+(its fixes' times and the page's `Date`) runs `window.__fixAheadMs` ahead of that (0 until a walk
+needs a pace), so that a walk a fix every 5 s takes the test no 5 s of waiting: a fix's `ts_ms` is
+when the test moved the phone, plus how far the walk has moved the phone's clock on (`Fixes.after`).
 """
 from __future__ import annotations
 
 from playwright.sync_api import expect
 
 PHONE = {"width": 360, "height": 740}
+
+# The phone's clock, `window.__fixAheadMs` ahead of the machine's: the page's `Date` (now, and a Date
+# made without arguments) and the time of each position it is given (the app reads positions only
+# through these two calls), so that fixes and what the app dates itself (an activity) agree.
+PHONE_CLOCK = """(() => {
+  window.__fixAheadMs = 0;
+  const RealDate = Date;
+  class PhoneDate extends RealDate {
+    constructor(...a) { super(...(a.length ? a : [RealDate.now() + window.__fixAheadMs])); }
+    static now() { return RealDate.now() + window.__fixAheadMs; }
+  }
+  window.Date = PhoneDate;
+  const geo = navigator.geolocation;
+  if (!geo) return;
+  const dated = (ok) => (p) => ok({ coords: p.coords, timestamp: p.timestamp + window.__fixAheadMs });
+  const watch = geo.watchPosition.bind(geo), current = geo.getCurrentPosition.bind(geo);
+  geo.watchPosition = (ok, err, opts) => watch(dated(ok), err, opts);
+  geo.getCurrentPosition = (ok, err, opts) => current(dated(ok), err, opts);
+})();"""
 TIMEOUT_MS = 90_000  # a busy machine: every condition on the phone gets a generous deadline
 
 
@@ -30,6 +51,7 @@ def phone(browser, url: str, at: tuple[float, float]):
     context = browser.new_context(viewport=PHONE, geolocation={"latitude": at[0], "longitude": at[1], "accuracy": 5},
                                   permissions=["geolocation"], base_url=url)
     context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(PHONE_CLOCK)
     return context, context.new_page()
 
 
@@ -61,12 +83,12 @@ class Fixes:
         self.fix_ms = page.evaluate("Date.now()")  # the phone's clock at the last fix set
 
     def after(self, ms: float) -> None:
-        """Wait until the phone's clock is `ms` past the last fix (at once if it already is).
+        """Move the phone's clock on until it is `ms` past the last fix (not at all if it already is).
 
-        Chromium dates an emulated fix by its clock when the position is set, and a visit's minutes
-        grow only as fixes' own times do: what the walk needs is the phone's clock at a given instant.
+        A visit's minutes grow only as fixes' own times do: the walk needs fixes dated at its pace, not
+        the test to wait for them. The clock only ever moves on, so fixes stay in order.
         """
-        self.page.wait_for_function("(t) => Date.now() >= t", arg=self.fix_ms + ms, polling=50)
+        self.page.evaluate("(t) => { window.__fixAheadMs += Math.max(0, t - Date.now()); }", self.fix_ms + ms)
 
     def move(self, lat: float, lon: float) -> None:
         self.fix_ms = self.page.evaluate("Date.now()")
