@@ -237,7 +237,7 @@ def step(st: DeviceState, p: Ping, inside: tuple[str, ...], edge: tuple[str, ...
     lat, lon = p.lat, p.lon
     # The fix before (for the stops' dead reckoning): where it was, and how fast the device went there.
     before = (mode.last_ms, mode.last_lat, mode.last_lon, mode.last_acc_m, mode.last_v_mps) \
-        if mode.last_ms is not None else None
+        if mode.last_ms is not None and (tracks or inside or edge) else None
     moving_mps = mode.update(dev, t, lat, lon, acc, p.speed_mps, cfg, events)
     v_now = mode.last_v_mps
     if not tracks and not inside and not edge:

@@ -51,24 +51,18 @@ def implied_speed_mps(a_ts_ms: int, a_lat: float, a_lon: float, a_acc_m: float,
     last one from looking like a teleport, while a wild fix hundreds of metres
     off that still claims good accuracy does not get that benefit.
     """
-    dt_ms = b.ts_ms - a_ts_ms
+    return _implied_speed(a_ts_ms, a_lat, a_lon, a_acc_m, b.ts_ms, b.lat, b.lon, b.accuracy_m or 0.0)
+
+
+def _implied_speed(a_ts_ms: int, a_lat: float, a_lon: float, a_acc_m: float,
+                   b_ts_ms: int, b_lat: float, b_lon: float, b_acc_m: float) -> float:
+    dt_ms = b_ts_ms - a_ts_ms
     if dt_ms <= 0:
         return math.inf
     # processors.geo.distance_m, inlined: this runs for every fix.
-    dy = (b.lat - a_lat) * M_PER_DEG_LAT
-    dx = (b.lon - a_lon) * M_PER_DEG * math.cos((a_lat + b.lat) * (0.5 * RAD))
-    d = math.sqrt(dx * dx + dy * dy) - a_acc_m - (b.accuracy_m or 0.0)
-    return d * 1000.0 / dt_ms if d > 0.0 else 0.0
-
-
-def _implied_speed_between(a: tuple, b: tuple) -> float:
-    """implied_speed_mps between two kept fixes (ts_ms, lat, lon, accuracy_m)."""
-    dt_ms = b[0] - a[0]
-    if dt_ms <= 0:
-        return math.inf
-    dy = (b[1] - a[1]) * M_PER_DEG_LAT
-    dx = (b[2] - a[2]) * M_PER_DEG * math.cos((a[1] + b[1]) * (0.5 * RAD))
-    d = math.sqrt(dx * dx + dy * dy) - a[3] - b[3]
+    dy = (b_lat - a_lat) * M_PER_DEG_LAT
+    dx = (b_lon - a_lon) * M_PER_DEG * math.cos((a_lat + b_lat) * (0.5 * RAD))
+    d = math.sqrt(dx * dx + dy * dy) - a_acc_m - b_acc_m
     return d * 1000.0 / dt_ms if d > 0.0 else 0.0
 
 
@@ -111,7 +105,7 @@ def check_in_order(st, p: Ping, cfg: ProcessingConfig) -> str | None:
         # both: p may be within the bound from `before` only because twice the time has passed, while
         # the anchor sat right next to it (an outlier after two good fixes, not a spike before this).
         from_before = implied_speed_mps(before[0], before[1], before[2], before[3], p)
-        if from_before <= cfg.max_speed_mps and from_before < _implied_speed_between(before, anchor):
+        if from_before <= cfg.max_speed_mps and from_before < _implied_speed(*before, *anchor):
             st.anchor = fix                 # the anchor was a spike; `before` stays the last fix before it
             st.suspect = None
             return None
