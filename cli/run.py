@@ -160,7 +160,7 @@ def _print_logins(s, base: str) -> None:
                 store.revoke(name, "user")
                 _, secret = store.add(name, "user", role)
             label = "officer app" if role == "officer" else "control room"
-            print(f"{label:<12}{base}{page}  sign in as {name} / {secret}", flush=True)
+            print(f"{label:<11} {base}{page}  sign in as {name} / {secret}", flush=True)
     finally:
         store.close()
 
